@@ -1,0 +1,36 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+
+from .models import CustomerUser
+
+
+class CustomerCreationForm(UserCreationForm):
+    class Meta:
+        model = CustomerUser
+        fields = ("email", "full_name")
+
+
+class CustomerChangeForm(UserChangeForm):
+    class Meta:
+        model = CustomerUser
+        fields = "__all__"
+
+
+@admin.register(CustomerUser)
+class CustomerUserAdmin(UserAdmin):
+    form = CustomerChangeForm
+    add_form = CustomerCreationForm
+    ordering = ["-created_at"]
+    list_display = ["email", "full_name", "email_verified", "is_staff", "is_active", "login_count", "last_login", "created_at"]
+    list_filter = ["is_staff", "is_active", "email_verified"]
+    search_fields = ["email", "full_name", "phone"]
+    readonly_fields = ["last_login", "login_count", "created_at", "updated_at", "email_verified_at"]
+    fieldsets = [
+        (None, {"fields": ["email", "password"]}),
+        ("Profile", {"fields": ["full_name", "phone", "recurrente_customer_id"]}),
+        ("Verification", {"fields": ["email_verified", "email_verified_at"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Activity", {"fields": ["last_login", "login_count", "created_at", "updated_at"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "full_name", "password1", "password2"]})]

@@ -1,0 +1,26 @@
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from .models import WebhookEvent
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["delivery_id", "event_type", "object_id", "status", "attempts", "received_at", "processed_at"]
+    list_filter = ["status", "event_type", "live_mode"]
+    search_fields = ["delivery_id", "object_id", "event_type"]
+    date_hierarchy = "received_at"
+    exclude = ["raw_body", "payload"]
+    readonly_fields = [
+        "delivery_id", "event_type", "object_id", "live_mode", "status", "attempts", "error",
+        "received_at", "processing_started_at", "processed_at", "pretty_payload",
+    ]
+
+    @admin.display(description="Payload")
+    def pretty_payload(self, obj):
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,254 @@
+"""WebMagic settings, read from the environment (and an optional `.env`) with django-environ.
+
+Defaults are for a laptop: SQLite, an embedded Celery broker, email to files, sandbox Recurrente.
+`DEBUG=False` is production mode: it refuses to start without real secrets (see `_refuse_unsafe_production`).
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+PRODUCTION = not DEBUG
+
+# A development key is only acceptable in DEBUG; production refuses it below.
+DEV_SECRET_KEY = "dev-insecure-key-change-me"
+SECRET_KEY = env.str("SECRET_KEY", default="") or DEV_SECRET_KEY
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[]) or [SITE_URL]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    # django.contrib.sites is deliberately absent: its label clashes with our `sites` app.
+    "django_celery_beat",
+    "anymail",
+    "django_ratelimit",
+    "webmagic",
+    "customers",
+    "sites",
+    "checkout",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
+]
+
+ROOT_URLCONF = "webmagic.urls"
+WSGI_APPLICATION = "webmagic.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "webmagic.context_processors.site_settings",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite serialises writers; a timeout lets web, worker and beat share the file in `make run`.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "customers.CustomerUser"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+LOGIN_URL = "customers:login"
+LOGIN_REDIRECT_URL = "customers:dashboard"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+PASSWORD_RESET_TIMEOUT = 60 * 60  # one hour, DESIGN §5
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Cache and rate limits -------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "webmagic"}}
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_VIEW = "webmagic.views.ratelimited"
+# The client IP comes from our own trusted-proxy rule, never the first X-Forwarded-For value.
+RATELIMIT_IP_META_KEY = "webmagic.http.client_ip"
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+SILENCED_SYSTEM_CHECKS = [
+    # Django's own RedisCache increments atomically; django-ratelimit only lists third-party ones.
+    "django_ratelimit.W001",
+]
+if not REDIS_URL:
+    # Without Redis (laptop mode) limits are per process; production requires REDIS_URL below.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_DIR = BASE_DIR / ".celery-broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: messages are files in one folder shared by web, worker and beat.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR),
+        "data_folder_out": str(CELERY_BROKER_DIR),
+        "processed_folder": str(CELERY_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Tasks may run up to CELERY_TASK_TIME_LIMIT; the broker must not redeliver before that.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60 * 60}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 180
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Email -----------------------------------------------------------------------------------
+BREVO_API_KEY = env.str("BREVO_API_KEY", default="")
+if BREVO_API_KEY:
+    EMAIL_BACKEND = "anymail.backends.brevo.EmailBackend"
+    ANYMAIL = {
+        "BREVO_API_KEY": BREVO_API_KEY,
+        "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
+    }
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+    ANYMAIL = {"WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="")}
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "sent_emails"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="WebMagic <hello@webmagic.example>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+ADMINS = [("Staff", addr) for addr in env.list("ADMINS", default=[])]
+COMPANY_POSTAL_ADDRESS = env.str("COMPANY_POSTAL_ADDRESS", default="WebMagic, 1 Example Street, Austin, TX 78701, USA")
+
+# --- Recurrente ------------------------------------------------------------------------------
+RECURRENTE_API_URL = env.str("RECURRENTE_API_URL", default="https://app.recurrente.com/api").rstrip("/")
+RECURRENTE_SECRET_KEY = env.str("RECURRENTE_SECRET_KEY", default="")
+RECURRENTE_PUBLIC_KEY = env.str("RECURRENTE_PUBLIC_KEY", default="")
+RECURRENTE_WEBHOOK_SECRETS = env.list("RECURRENTE_WEBHOOK_SECRETS", default=[])
+RECURRENTE_LIVE_MODE = env.bool("RECURRENTE_LIVE_MODE", default=False)
+RECURRENTE_TIMEOUT = (env.float("RECURRENTE_CONNECT_TIMEOUT", default=3.05), env.float("RECURRENTE_READ_TIMEOUT", default=10))
+# Sandbox: no Recurrente key means checkouts go to our built-in imitation (never in production).
+RECURRENTE_SANDBOX = not RECURRENTE_SECRET_KEY and not PRODUCTION
+if RECURRENTE_SANDBOX and not RECURRENTE_WEBHOOK_SECRETS:
+    # The sandbox signs its deliveries like Svix; this laptop-only secret lets them verify.
+    RECURRENTE_WEBHOOK_SECRETS = ["whsec_c2FuZGJveC1zZWNyZXQtZm9yLWRldmVsb3BtZW50"]
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+# --- Business rules --------------------------------------------------------------------------
+ABANDONED_CART_DELAY_MINUTES = env.int("ABANDONED_CART_DELAY_MINUTES", default=15)
+RECOVERY_DISCOUNT_PERCENT = env.int("RECOVERY_DISCOUNT_PERCENT", default=10)
+RECOVERY_WINDOW_HOURS = env.int("RECOVERY_WINDOW_HOURS", default=48)
+CHECKOUT_LIFETIME_HOURS = env.int("CHECKOUT_LIFETIME_HOURS", default=24)
+
+# --- Security --------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_SSL_REDIRECT_EXEMPT = [r"^healthz/$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+
+def _refuse_unsafe_production():
+    """Production must never run on development secrets or skip webhook verification."""
+    if not PRODUCTION:
+        return
+    problems = []
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+        problems.append("SECRET_KEY must be a real random value of at least 50 characters")
+    if not RECURRENTE_SECRET_KEY:
+        problems.append("RECURRENTE_SECRET_KEY is required")
+    if not RECURRENTE_WEBHOOK_SECRETS:
+        problems.append("RECURRENTE_WEBHOOK_SECRETS is required (webhooks are never accepted unverified)")
+    if not REDIS_URL:
+        problems.append("REDIS_URL is required (rate limits need a shared cache)")
+    if problems:
+        raise ImproperlyConfigured("Refusing to start in production (DEBUG=False): " + "; ".join(problems))
+
+
+_refuse_unsafe_production()
