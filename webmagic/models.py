@@ -39,6 +39,7 @@ class EmailLog(TimeStampedModel):
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending (outcome unknown if it stays here)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         DELIVERED = "delivered", "Delivered"
@@ -53,6 +54,7 @@ class EmailLog(TimeStampedModel):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # Makes "send this email once" a database fact (e.g. "welcome:user:42"); null for repeatable mail.
     dedupe_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    # Ids and display values only: links carrying tokens are built when the email is sent.
     context = models.JSONField(default=dict, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)

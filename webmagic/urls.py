@@ -8,4 +8,7 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),
+    path("checkout/", include("checkout.urls")),
+    path("portal/", include("customers.urls")),
+    path("webhooks/", include("webhooks.urls")),
 ]

@@ -1,0 +1,130 @@
+"""Recurrente's REST API: one HTTP session, explicit timeouts, typed errors, no secrets in logs.
+
+`recurrente_client()` returns the real client, or the built-in sandbox (checkout/sandbox.py) when
+no RECURRENTE_SECRET_KEY is configured outside production.
+"""
+
+import logging
+from functools import lru_cache
+
+import requests
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class RecurrenteError(Exception):
+    """Any failure talking to Recurrente. `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None, errors: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or {}
+
+
+class RecurrenteAuthError(RecurrenteError):
+    """401: our API keys are wrong. Retrying will not help; staff must fix configuration."""
+
+
+class RecurrenteValidationError(RecurrenteError):
+    """422: Recurrente refused what we sent."""
+
+
+class RecurrenteNotFound(RecurrenteError):
+    """404: no such checkout/subscription on Recurrente's side."""
+
+
+class RecurrenteUnavailable(RecurrenteError):
+    """Timeouts, connection errors and 5xx: Recurrente may be fine a little later."""
+
+
+class RecurrenteClient:
+    def __init__(self, *, base_url: str, secret_key: str, public_key: str = "", timeout=(3.05, 10), session=None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update({"X-SECRET-KEY": secret_key, "Accept": "application/json"})
+        if public_key:
+            self.session.headers["X-PUBLIC-KEY"] = public_key
+
+    # --- calls -------------------------------------------------------------------------------
+    def create_checkout(self, payload: dict) -> dict:
+        """POST /checkouts → {"id": "ch_…", "checkout_url": "…"}. Not idempotent: never retried here."""
+        data = self._request("POST", "/checkouts", json=payload)
+        if not data.get("id") or not data.get("checkout_url"):
+            raise RecurrenteError("checkout response lacks id or checkout_url")
+        return data
+
+    def get_checkout(self, checkout_id: str) -> dict:
+        return self._request("GET", f"/checkouts/{_path_id(checkout_id)}")
+
+    def get_subscription(self, subscription_id: str) -> dict:
+        return self._request("GET", f"/subscriptions/{_path_id(subscription_id)}")
+
+    def cancel_subscription(self, subscription_id: str) -> dict:
+        return self._request("DELETE", f"/subscriptions/{_path_id(subscription_id)}")
+
+    def create_refund(self, *, payment_intent_id: str = "", intent_id: str = "") -> dict:
+        """Older accounts take payment_intent_id (pa_…), newer ones intent_id (in_…)."""
+        body = {"intent_id": intent_id} if intent_id else {"payment_intent_id": payment_intent_id}
+        return self._request("POST", "/refunds", json=body)
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        url = self.base_url + path
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            logger.warning("recurrente %s %s timed out", method, path)
+            raise RecurrenteUnavailable("Recurrente did not answer in time") from exc
+        except requests.RequestException as exc:
+            logger.warning("recurrente %s %s failed: %s", method, path, type(exc).__name__)
+            raise RecurrenteUnavailable("Could not reach Recurrente") from exc
+        return self._parse(method, path, response)
+
+    @staticmethod
+    def _parse(method: str, path: str, response) -> dict:
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        if response.status_code < 400:
+            return data
+        message = str(data.get("message") or response.reason or "error")[:300]
+        errors = data.get("errors") if isinstance(data.get("errors"), dict) else {}
+        logger.warning("recurrente %s %s answered %s: %s", method, path, response.status_code, message)
+        status = response.status_code
+        if status == 401:
+            raise RecurrenteAuthError(message, status=status, errors=errors)
+        if status == 404:
+            raise RecurrenteNotFound(message, status=status, errors=errors)
+        if status in (400, 409, 422):
+            raise RecurrenteValidationError(message, status=status, errors=errors)
+        if status >= 500 or status == 429:
+            raise RecurrenteUnavailable(message, status=status, errors=errors)
+        raise RecurrenteError(message, status=status, errors=errors)
+
+
+def _path_id(value: str) -> str:
+    """Ids go into URL paths; refuse anything that could change the path."""
+    if not value or not all(c.isalnum() or c == "_" for c in value):
+        raise ValueError("malformed Recurrente id")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _http_client(base_url: str, secret_key: str, public_key: str, timeout: tuple) -> RecurrenteClient:
+    return RecurrenteClient(base_url=base_url, secret_key=secret_key, public_key=public_key, timeout=timeout)
+
+
+def recurrente_client():
+    if settings.RECURRENTE_SANDBOX:
+        from checkout.sandbox import SandboxClient
+
+        return SandboxClient()
+    return _http_client(
+        settings.RECURRENTE_API_URL, settings.RECURRENTE_SECRET_KEY, settings.RECURRENTE_PUBLIC_KEY,
+        tuple(settings.RECURRENTE_TIMEOUT),
+    )

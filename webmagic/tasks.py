@@ -1,0 +1,26 @@
+import logging
+
+from celery import shared_task
+
+from . import emails
+
+logger = logging.getLogger(__name__)
+
+MAX_EMAIL_RETRIES = 6
+
+
+@shared_task(bind=True, max_retries=MAX_EMAIL_RETRIES, acks_late=True)
+def send_email(self, log_id: int) -> None:
+    """Send one logged email; provider failures retry with exponential backoff (30 s … 16 min)."""
+    log = emails.email_claim_for_sending(log_id)
+    if log is None:
+        logger.info("email %s is not queued (already sent or in flight); nothing to do", log_id)
+        return
+    try:
+        emails.email_deliver(log)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            emails.email_mark_failed(log_id, f"{type(exc).__name__}: {exc}")
+            return
+        logger.warning("email %s failed (attempt %s), retrying", log_id, self.request.retries + 1)
+        raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc

@@ -1,0 +1,113 @@
+from unittest import mock
+
+import pytest
+from celery.exceptions import Retry
+from django.core import mail
+from django.db import transaction
+from django.test import override_settings
+
+from webmagic.emails import email_alert_staff, email_queue
+from webmagic.models import EmailLog
+from webmagic.tasks import send_email
+
+pytestmark = pytest.mark.django_db
+
+
+def queue_alert(**kwargs):
+    return email_queue(
+        kind=EmailLog.Kind.STAFF_ALERT, to_email="ops@example.com", subject="Hello <b>", context={"body": "<script>x</script>"},
+        **kwargs,
+    )
+
+
+def test_email_is_sent_after_commit_and_logged(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        log = queue_alert()
+        assert mail.outbox == []  # nothing leaves before the transaction commits
+    assert len(callbacks) == 1
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and log.attempts == 1 and log.sent_at
+    [message] = mail.outbox
+    assert message.to == ["ops@example.com"]
+    html = message.alternatives[0][0]
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>x" not in html
+    assert "<script>x</script>" in message.body  # plain text is not HTML
+    assert "1 Example Street" in message.body
+
+
+def test_rolled_back_transaction_sends_nothing(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        try:
+            with transaction.atomic():
+                queue_alert()
+                raise RuntimeError("rollback")
+        except RuntimeError:
+            pass
+    assert mail.outbox == [] and EmailLog.objects.count() == 0
+
+
+def test_dedupe_key_sends_once(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert queue_alert(dedupe_key="alert:1") is not None
+        assert queue_alert(dedupe_key="alert:1") is None
+    assert len(mail.outbox) == 1 and EmailLog.objects.count() == 1
+
+
+def test_a_redelivered_task_does_not_send_twice(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        log = queue_alert()
+    send_email.delay(log.pk)
+    assert len(mail.outbox) == 1
+
+
+def test_provider_failure_is_retried_then_succeeds(django_capture_on_commit_callbacks):
+    calls = {"n": 0}
+    real_send = mail.EmailMultiAlternatives.send
+
+    def flaky_send(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionError("provider down")
+        return real_send(self, *args, **kwargs)
+
+    countdowns = []
+
+    def record_retry(exc, countdown):
+        countdowns.append(countdown)
+        return Retry(exc=exc, when=countdown)  # what the worker would schedule; run by hand below
+
+    with mock.patch.object(mail.EmailMultiAlternatives, "send", flaky_send), mock.patch.object(
+        send_email, "retry", side_effect=record_retry
+    ):
+        with django_capture_on_commit_callbacks(execute=False):
+            log = queue_alert()
+        # What the worker does: the first two tries fail and ask for a retry with backoff.
+        for attempt in range(2):
+            result = send_email.apply(args=[log.pk], retries=attempt, throw=False)
+            assert result.state == "RETRY"
+            log.refresh_from_db()
+            assert log.status == EmailLog.Status.QUEUED and log.attempts == attempt + 1 and "provider down" in log.error
+        assert send_email.apply(args=[log.pk], retries=2, throw=False).successful()
+    log.refresh_from_db()
+    assert calls["n"] == 3
+    assert countdowns == [30, 60]  # exponential backoff
+    assert log.status == EmailLog.Status.SENT and log.attempts == 3 and log.error == ""
+    assert len(mail.outbox) == 1
+
+
+def test_provider_failing_for_good_marks_the_log_failed(django_capture_on_commit_callbacks):
+    with mock.patch.object(mail.EmailMultiAlternatives, "send", side_effect=ConnectionError("down")):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            log = queue_alert()
+        result = send_email.apply(args=[log.pk], retries=send_email.max_retries)
+    assert callbacks and result.successful()
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.FAILED and "down" in log.error
+
+
+@override_settings(ADMINS=[("A", "a@example.com"), ("B", "b@example.com")])
+def test_staff_alert_goes_to_every_admin(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        email_alert_staff(subject="Payment needs refund", body="pa_1", dedupe_key="refund:pa_1")
+        email_alert_staff(subject="Payment needs refund", body="pa_1", dedupe_key="refund:pa_1")
+    assert sorted(m.to[0] for m in mail.outbox) == ["a@example.com", "b@example.com"]
