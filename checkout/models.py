@@ -168,3 +168,33 @@ class Payment(TimeStampedModel):
 
     def __str__(self):
         return f"{self.recurrente_payment_id} {self.amount} {self.currency} ({self.status})"
+
+
+class SandboxCheckout(models.Model):
+    """A checkout on the built-in imitation of Recurrente (laptop/demo mode only).
+
+    It keeps what Recurrente would keep: the request we sent and what happened on the hosted
+    page, so the sandbox can answer GET /checkouts/{id} and send webhook deliveries.
+    """
+
+    class Status(models.TextChoices):
+        UNPAID = "unpaid", "Unpaid"
+        PAID = "paid", "Paid"
+        EXPIRED = "expired", "Expired"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    request = models.JSONField(help_text="The POST /checkouts body we received")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNPAID)
+    payment_id = models.CharField(max_length=64, blank=True)
+    intent_id = models.CharField(max_length=64, blank=True)
+    subscription_id = models.CharField(max_length=64, blank=True)
+    subscription_status = models.CharField(max_length=20, blank=True)
+    declines = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"sandbox {self.id} ({self.status})"
