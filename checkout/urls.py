@@ -1,5 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "checkout"
 
-urlpatterns = []
+urlpatterns = [
+    path("success/", views.success, name="success"),
+    path("success/status/", views.success_status, name="success_status"),
+]

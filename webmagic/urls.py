@@ -11,4 +11,6 @@ urlpatterns = [
     path("checkout/", include("checkout.urls")),
     path("portal/", include("customers.urls")),
     path("webhooks/", include("webhooks.urls")),
+    # Imitation of Recurrente's hosted checkout; every view answers 404 unless sandbox mode is on.
+    path("sandbox/recurrente/", include("checkout.sandbox_urls")),
 ]

@@ -1,0 +1,128 @@
+from django.conf import settings
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
+
+from sites.models import Site
+from webmagic.http import client_ip
+from webmagic.money import from_cents
+
+from . import selectors
+from .forms import PurchaseForm
+from .services.purchase import CheckoutUnavailable, RequestContext, SiteNotForSale, purchase_start
+
+
+def _request_context(request) -> RequestContext:
+    return RequestContext(
+        ip_address=client_ip(request) or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        referrer=request.META.get("HTTP_REFERER", ""),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@ratelimit(key="ip", rate="10/m", method="POST", block=True)
+@ratelimit(key="ip", rate="60/h", method="POST", block=True)
+def purchase(request, slug):
+    site = get_object_or_404(Site, slug=slug)
+    if not site.is_for_sale:
+        return render(request, "checkout/not_for_sale.html", {"site": site}, status=409)
+    form = PurchaseForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            session = purchase_start(
+                site_id=site.pk, full_name=form.cleaned_data["full_name"], email=form.cleaned_data["email"],
+                request_context=_request_context(request),
+            )
+        except SiteNotForSale:
+            return render(request, "checkout/not_for_sale.html", {"site": site}, status=409)
+        except CheckoutUnavailable:
+            retry_form = PurchaseForm(initial=form.cleaned_data)  # tidy values, no stale errors
+            return render(request, "checkout/try_again.html", {"site": site, "form": retry_form}, status=503)
+        return _see_other(session.checkout_url)
+    return render(request, "checkout/purchase.html", {"site": site, "form": form}, status=400 if form.errors else 200)
+
+
+def _see_other(url):
+    """303 so the browser follows with GET and a refresh never re-posts the form."""
+    response = redirect(url)
+    response.status_code = 303
+    return response
+
+
+@never_cache
+@require_GET
+def success(request):
+    session = selectors.session_for_success_page(raw_id=request.GET.get("session"))
+    if session is None:
+        raise Http404("No such checkout")
+    return render(
+        request, "checkout/success.html",
+        {"session": session, "site": session.site, "state": selectors.payment_state(session),
+         "masked_email": _mask_email(session.customer_email)},
+    )
+
+
+@never_cache
+@require_GET
+def success_status(request):
+    session = selectors.session_for_success_page(raw_id=request.GET.get("session"))
+    if session is None:
+        raise Http404("No such checkout")
+    return JsonResponse({"state": selectors.payment_state(session)})
+
+
+def _mask_email(email: str) -> str:
+    """Enough to recognise one's own address, not enough to harvest it from a leaked link."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+# --- Sandbox: the imitation of Recurrente's hosted page (laptop/demo mode only) -------------
+def _sandbox_checkout_or_404(checkout_id):
+    from .models import SandboxCheckout
+
+    if not settings.RECURRENTE_SANDBOX:
+        raise Http404("The sandbox is off")
+    return get_object_or_404(SandboxCheckout, pk=checkout_id)
+
+
+@require_http_methods(["GET", "POST"])
+def sandbox_checkout(request, checkout_id):
+    from . import sandbox
+
+    checkout = _sandbox_checkout_or_404(checkout_id)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "pay":
+            sandbox.sandbox_checkout_pay(checkout_id=checkout.pk)
+            return _see_other(checkout.request["success_url"])
+        if action == "decline":
+            sandbox.sandbox_checkout_decline(checkout_id=checkout.pk)
+            return _see_other(request.path + "?declined=1")
+        return HttpResponseBadRequest("Unknown action")
+    item = checkout.request["items"][0]
+    context = {
+        "checkout": checkout, "item": item, "amount": from_cents(item["amount_in_cents"]),
+        "recurring": sandbox.is_recurring(checkout), "declined": request.GET.get("declined") == "1",
+        "cancel_url": checkout.request.get("cancel_url", "/"),
+        "subscription_events": list(sandbox.SUBSCRIPTION_EVENTS) if checkout.subscription_id else [],
+    }
+    return render(request, "checkout/sandbox_checkout.html", context)
+
+
+@require_POST
+def sandbox_subscription_event(request, checkout_id):
+    """Staff tooling in the sandbox: push the subscription through a life-cycle event."""
+    from . import sandbox
+
+    checkout = _sandbox_checkout_or_404(checkout_id)
+    if not request.user.is_authenticated or not request.user.is_staff:
+        raise Http404("Staff only")
+    event_type = request.POST.get("event_type", "")
+    if event_type not in sandbox.SUBSCRIPTION_EVENTS or not checkout.subscription_id:
+        return HttpResponseBadRequest("Unknown event")
+    sandbox.sandbox_subscription_event(checkout_id=checkout.pk, event_type=event_type)
+    return _see_other(request.path.rsplit("/event/", 1)[0] + "/")

@@ -1,0 +1,23 @@
+// Success page: ask the server every few seconds whether the payment is confirmed, then reload
+// the same page to show it. Never navigates anywhere else.
+(function () {
+  var box = document.getElementById("payment-status");
+  if (!box || box.dataset.state === "confirmed") return;
+  var url = box.dataset.statusUrl, delay = 2000, tries = 0;
+  function poll() {
+    tries += 1;
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (data && data.state !== box.dataset.state) { window.location.reload(); return; }
+        schedule();
+      })
+      .catch(schedule);
+  }
+  function schedule() {
+    if (tries > 200) return;            // about half an hour; the email will arrive anyway
+    delay = Math.min(delay * 1.3, 15000);
+    window.setTimeout(poll, delay);
+  }
+  schedule();
+})();
