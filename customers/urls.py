@@ -1,5 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "customers"
 
-urlpatterns = []
+urlpatterns = [
+    path("set-password/<str:uidb64>/<str:token>/", views.set_password, name="set_password"),
+]

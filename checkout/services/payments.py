@@ -1,0 +1,378 @@
+"""Money Recurrente confirmed (or declined, or refunded), applied to our records.
+
+Every function takes domain values (already read out of a webhook by webhooks/handlers.py), finds
+our rows by Recurrente's ids (`ch_…`, `pa_…`, `su_…`), never by payload metadata, and is
+idempotent: the legacy and unified events for one card payment, Svix retries and concurrent
+workers all end in one `Payment` row.
+"""
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import dateformat, timezone
+
+from checkout.models import CheckoutSession, Payment
+from customers.services import customer_get_or_create_for_purchase, customer_welcome_email_queue
+from sites.models import Site
+from webmagic.emails import absolute_url, email_alert_staff, email_queue
+from webmagic.models import EmailLog
+from webmagic.money import format_usd, from_cents, to_cents
+
+logger = logging.getLogger(__name__)
+
+
+class CheckoutSessionNotFound(Exception):
+    """A confirmed payment for a checkout we cannot find. Worth retrying (our row may not be
+    committed yet) and, if it never appears, worth a person's attention: money was taken."""
+
+
+class Outcome(enum.StrEnum):
+    FULFILLED = "fulfilled"
+    DUPLICATE = "duplicate"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    NEEDS_REFUND = "needs_refund"
+    SUBSCRIPTION_PAYMENT = "subscription_payment"
+    RECORDED = "recorded"
+    STALE = "stale"
+    UNKNOWN_CHECKOUT = "unknown_checkout"
+    UNKNOWN_PAYMENT = "unknown_payment"
+    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+
+
+@dataclass(frozen=True)
+class PaymentConfirmation:
+    """A successful payment as Recurrente reported it."""
+
+    payment_id: str  # pa_…: the same in the legacy and unified events of one payment
+    amount_cents: int
+    currency: str
+    checkout_id: str = ""  # ch_…
+    intent_id: str = ""  # in_…
+    subscription_id: str = ""  # su_… when the payment belongs to a subscription
+    method: str = ""
+    card_last4: str = ""
+    customer_email: str = ""
+    customer_name: str = ""
+    customer_id: str = ""
+    metadata_session_id: str = ""  # checkout.metadata.checkout_session_id: a cross-check only
+    paid_at: datetime | None = None
+
+
+def payment_confirmed_record(*, confirmation: PaymentConfirmation) -> Outcome:
+    """Entry point for every succeeded payment: purchase, first hosting payment or renewal."""
+    from . import subscriptions  # subscriptions builds on this module's helpers
+
+    existing = Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).first()
+    if existing is not None:
+        _payment_fill_intent(payment=existing, intent_id=confirmation.intent_id)
+        logger.info("payment %s already recorded; nothing to do", confirmation.payment_id)
+        return Outcome.DUPLICATE
+
+    session = None
+    if confirmation.checkout_id:
+        session = CheckoutSession.objects.filter(recurrente_checkout_id=confirmation.checkout_id).first()
+    if session is None:
+        if confirmation.subscription_id:
+            return subscriptions.subscription_payment_record(confirmation=confirmation, session=None)
+        raise CheckoutSessionNotFound(
+            f"payment {confirmation.payment_id}: no checkout session for checkout {confirmation.checkout_id or '(none)'}"
+        )
+    payment_metadata_cross_check(session=session, confirmation=confirmation)
+    if session.kind == CheckoutSession.Kind.SUBSCRIPTION:
+        return subscriptions.subscription_payment_record(confirmation=confirmation, session=session)
+    if confirmation.subscription_id:
+        logger.warning(
+            "payment %s names subscription %s but checkout %s is purchase session %s; treating it as a purchase",
+            confirmation.payment_id, confirmation.subscription_id, confirmation.checkout_id, session.pk,
+        )
+    return purchase_payment_record(session=session, confirmation=confirmation)
+
+
+def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentConfirmation) -> Outcome:
+    """DESIGN §4: in one transaction, with the site locked, record the payment and hand the site
+    to the buyer; flag (never fulfil) a wrong amount or a site that is no longer for sale."""
+    with transaction.atomic():
+        # The site lock serialises every payment for this site: the legacy/unified pair, Svix
+        # retries and two buyers racing for one site are applied one after the other.
+        site = Site.objects.select_for_update().get(pk=session.site_id)
+        session = CheckoutSession.objects.select_for_update().get(pk=session.pk)
+        if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():
+            return Outcome.DUPLICATE
+
+        paid = from_cents(confirmation.amount_cents)
+        expected_cents = to_cents(session.amount)
+        if confirmation.amount_cents != expected_cents or confirmation.currency.upper() != session.currency.upper():
+            note = (
+                f"paid {confirmation.amount_cents} {confirmation.currency}, "
+                f"expected {expected_cents} {session.currency} for session {session.pk}"
+            )
+            payment = payment_row_create(
+                confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session,
+                flag=Payment.Flag.AMOUNT_MISMATCH, flag_note=note,
+            )
+            if payment is None:
+                return Outcome.DUPLICATE
+            logger.error("payment %s: amount mismatch (%s); site %s not fulfilled", payment.recurrente_payment_id, note, site.pk)
+            email_alert_staff(
+                subject=f"Payment {payment.recurrente_payment_id} has the wrong amount — not fulfilled",
+                body=(
+                    f"Recurrente confirmed payment {payment.recurrente_payment_id} for checkout {confirmation.checkout_id}, "
+                    f"but the amount does not match what we asked: {note}.\n"
+                    f"Site: {site.slug} (unchanged, status {site.status}). Buyer: {session.customer_email}.\n"
+                    "Check it in Recurrente, then refund it or fulfil the purchase by hand."
+                ),
+                dedupe_key=f"amount-mismatch:{payment.recurrente_payment_id}",
+            )
+            return Outcome.AMOUNT_MISMATCH
+
+        if site.status != Site.Status.PREVIEW:
+            return _purchase_conflict_record(site=site, session=session, confirmation=confirmation)
+
+        user, _created = customer_get_or_create_for_purchase(
+            email=session.customer_email or confirmation.customer_email,
+            full_name=session.customer_name or confirmation.customer_name,
+            recurrente_customer_id=confirmation.customer_id,
+        )
+        payment = payment_row_create(confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session, user=user)
+        if payment is None:
+            return Outcome.DUPLICATE
+        now = timezone.now()
+        site.status = Site.Status.OWNED
+        site.owner = user
+        site.purchased_at = payment.paid_at
+        site.purchase_transaction_id = payment.recurrente_payment_id
+        site.purchase_amount = paid
+        site.save(update_fields=["status", "owner", "purchased_at", "purchase_transaction_id", "purchase_amount", "updated_at"])
+        # A session already `abandoned` (reminder sent) or `expired` still completes: late completion.
+        session.status = CheckoutSession.Status.COMPLETED
+        session.completed_at = now
+        session.user = user
+        session.save(update_fields=["status", "completed_at", "user", "updated_at"])
+        logger.info(
+            "payment %s fulfilled session %s: site %s now owned by customer %s",
+            payment.recurrente_payment_id, session.pk, site.pk, user.pk,
+        )
+        _purchase_emails_queue(site=site, session=session, payment=payment, user=user)
+    return Outcome.FULFILLED
+
+
+def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmation: PaymentConfirmation) -> Outcome:
+    """Money was taken for a site that is no longer for sale: never a second owner. The payment
+    is flagged for refund, staff are told, and the session completes (the buyer did pay)."""
+    same_buyer = bool(site.owner_id) and site.owner.email.lower() == (session.customer_email or "").lower()
+    reason = "buyer already owns this site (paid twice)" if same_buyer else "site already sold to another customer"
+    payment = payment_row_create(
+        confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session,
+        flag=Payment.Flag.NEEDS_REFUND, flag_note=f"{reason}; site status {site.status}",
+    )
+    if payment is None:
+        return Outcome.DUPLICATE
+    session.status = CheckoutSession.Status.COMPLETED
+    session.completed_at = timezone.now()
+    session.save(update_fields=["status", "completed_at", "updated_at"])
+    logger.error("payment %s for site %s needs a refund: %s (session %s)", payment.recurrente_payment_id, site.pk, reason, session.pk)
+    email_alert_staff(
+        subject=f"Refund needed: payment {payment.recurrente_payment_id} for {site.slug}",
+        body=(
+            f"Recurrente confirmed payment {payment.recurrente_payment_id} ({_amount_display(payment)}) "
+            f"for checkout {confirmation.checkout_id}, but {reason}.\n"
+            f"Site: {site.slug} (status {site.status}, unchanged). Buyer: {session.customer_name} <{session.customer_email}>.\n"
+            "Refund it from the payment's page in admin and let the buyer know."
+        ),
+        dedupe_key=f"needs-refund:{payment.recurrente_payment_id}",
+    )
+    return Outcome.NEEDS_REFUND
+
+
+def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Payment, user) -> None:
+    """Queued inside the fulfilment transaction, sent after it commits (webmagic.emails)."""
+    site_url = absolute_url(reverse("sites:page", kwargs={"slug": site.slug}))
+    if not user.has_usable_password():
+        # A new account, or one that never chose a password: it needs the set-password link.
+        # Once per account; a later purchase gets its receipt, and password reset covers the rest.
+        customer_welcome_email_queue(
+            user=user, subject=f"{site.business_name} is yours — set your password",
+            context={"site_name": site.business_name, "site_url": site_url}, dedupe_key=f"welcome:user:{user.pk}",
+            checkout_session=session,
+        )
+    email_queue(
+        kind=EmailLog.Kind.RECEIPT, to_email=user.email,
+        subject=f"Your receipt: {site.business_name} — {_amount_display(payment)}",
+        context={
+            "customer_name": session.customer_name or user.full_name,
+            "item": f"Website: {site.business_name} (yours to keep)",
+            "amount": _amount_display(payment),
+            "paid_on": dateformat.format(timezone.localtime(payment.paid_at), "F j, Y"),
+            "payment_method": _method_display(payment),
+            "payment_reference": payment.recurrente_payment_id,
+            "site_name": site.business_name,
+            "site_url": site_url,
+            "portal_url": absolute_url("/portal/"),
+            "next_step": "Next step: activate hosting ($95/month) from your dashboard to put your site live.",
+        },
+        dedupe_key=f"receipt:{payment.recurrente_payment_id}", user=user, checkout_session=session,
+    )
+
+
+# --- Declines, bank transfers, refunds -----------------------------------------------------------
+
+def checkout_payment_failure_record(
+    *, checkout_id: str, reason: str, failed_at: datetime | None = None, bank_transfer: bool = False
+) -> Outcome:
+    """A declined card does not end the attempt (the buyer can retry on the same page): record
+    the reason, leave the status alone."""
+    with transaction.atomic():
+        session = CheckoutSession.objects.select_for_update().filter(recurrente_checkout_id=checkout_id).first()
+        if session is None:
+            logger.info("payment failure for unknown checkout %s; ignored", checkout_id)
+            return Outcome.UNKNOWN_CHECKOUT
+        if failed_at and session.last_failure_at and failed_at < session.last_failure_at:
+            return Outcome.STALE
+        session.last_failure_reason = (reason or "The payment was declined.")[:500]
+        session.last_failure_at = failed_at or timezone.now()
+        fields = ["last_failure_reason", "last_failure_at", "updated_at"]
+        if bank_transfer and session.payment_in_progress_at:
+            # The transfer we were waiting for failed: the success page must stop saying "in progress".
+            session.payment_in_progress_at = None
+            fields.append("payment_in_progress_at")
+        session.save(update_fields=fields)
+    logger.info("checkout %s (session %s): payment failure recorded", checkout_id, session.pk)
+    return Outcome.RECORDED
+
+
+def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetime | None = None) -> Outcome:
+    """A bank transfer was started; it can take a day. The session and success page say so."""
+    with transaction.atomic():
+        session = CheckoutSession.objects.select_for_update().filter(recurrente_checkout_id=checkout_id).first()
+        if session is None:
+            logger.info("bank transfer pending for unknown checkout %s; ignored", checkout_id)
+            return Outcome.UNKNOWN_CHECKOUT
+        if session.status == CheckoutSession.Status.COMPLETED or session.payment_in_progress_at:
+            return Outcome.DUPLICATE
+        session.payment_in_progress_at = started_at or timezone.now()
+        session.save(update_fields=["payment_in_progress_at", "updated_at"])
+    logger.info("checkout %s (session %s): bank transfer in progress", checkout_id, session.pk)
+    return Outcome.RECORDED
+
+
+REFUND_STATUSES = {
+    "": Payment.Status.REFUNDED,  # the shape is unverified; a refund.create with no status is taken as done
+    "succeeded": Payment.Status.REFUNDED,
+    "pending": Payment.Status.REFUND_PENDING,
+}
+
+
+def payment_refund_record(
+    *, refund_id: str, payment_id: str = "", intent_id: str = "", status: str = "", refunded_at: datetime | None = None
+) -> Outcome:
+    """Mark our payment refunded (or refund pending) and tell staff. The site is left as it is:
+    whether a refunded buyer keeps it is a person's decision (transfer ownership in admin)."""
+    match = Q()
+    if payment_id:
+        match |= Q(recurrente_payment_id=payment_id)
+    if intent_id:
+        match |= Q(recurrente_intent_id=intent_id)
+    if not match:
+        return Outcome.UNKNOWN_PAYMENT
+    status = (status or "").lower()
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("site").filter(match).first()
+        if payment is None:
+            logger.warning("refund %s for unknown payment %s / intent %s; ignored", refund_id, payment_id, intent_id)
+            return Outcome.UNKNOWN_PAYMENT
+        new_status = REFUND_STATUSES.get(status)
+        if new_status is None:
+            # failed / voided: the money stays with us; staff should know the refund did not happen.
+            logger.warning("refund %s for payment %s is %s", refund_id, payment.recurrente_payment_id, status)
+            email_alert_staff(
+                subject=f"Refund {refund_id} for payment {payment.recurrente_payment_id} is {status}",
+                body=f"Recurrente reports refund {refund_id} of payment {payment.recurrente_payment_id} "
+                f"(site {payment.site.slug}) as {status}. The payment is unchanged ({payment.status}).",
+                dedupe_key=f"refund:{refund_id}:{status}",
+            )
+            return Outcome.RECORDED
+        if payment.status == Payment.Status.REFUNDED or (
+            payment.status == new_status and payment.recurrente_refund_id == refund_id
+        ):
+            return Outcome.DUPLICATE
+        payment.status = new_status
+        payment.recurrente_refund_id = refund_id[:64]
+        if new_status == Payment.Status.REFUNDED:
+            payment.refunded_at = refunded_at or timezone.now()
+        payment.save(update_fields=["status", "recurrente_refund_id", "refunded_at", "updated_at"])
+        site = payment.site
+        owner_note = (
+            f"The site is still {site.status}" + (f", owned by customer {site.owner_id}" if site.owner_id else "")
+            + ". If this refund should take the site back, transfer it in admin."
+        )
+        logger.info("payment %s: refund %s %s", payment.recurrente_payment_id, refund_id, new_status)
+        email_alert_staff(
+            subject=f"Payment {payment.recurrente_payment_id} {payment.get_status_display().lower()} ({site.slug})",
+            body=(
+                f"Recurrente reports refund {refund_id} ({status or 'no status given'}) of payment "
+                f"{payment.recurrente_payment_id}: {_amount_display(payment)} for {payment.get_kind_display().lower()} "
+                f"of site {site.slug}.\n{owner_note}"
+            ),
+            dedupe_key=f"refund:{refund_id}:{new_status}",
+        )
+    return Outcome.RECORDED
+
+
+# --- Shared helpers ------------------------------------------------------------------------------
+
+def payment_row_create(
+    *, confirmation: PaymentConfirmation, kind: str, site: Site, session: CheckoutSession | None = None,
+    user=None, subscription=None, flag: str = Payment.Flag.NONE, flag_note: str = "",
+) -> Payment | None:
+    """Insert the payment row, or return None if it already exists (unique on pa_…)."""
+    try:
+        with transaction.atomic():
+            return Payment.objects.create(
+                recurrente_payment_id=confirmation.payment_id,
+                recurrente_intent_id=confirmation.intent_id[:64],
+                recurrente_checkout_id=confirmation.checkout_id[:64],
+                kind=kind, site=site, user=user, checkout_session=session, subscription=subscription,
+                amount=from_cents(confirmation.amount_cents), currency=confirmation.currency.upper()[:3],
+                flag=flag, flag_note=flag_note[:500], payment_method=confirmation.method[:32],
+                card_last4=confirmation.card_last4[:4], paid_at=confirmation.paid_at or timezone.now(),
+            )
+    except IntegrityError:
+        if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():
+            return None
+        raise
+
+
+def _payment_fill_intent(*, payment: Payment, intent_id: str) -> None:
+    """The unified event knows the in_… id (refunds may need it); the legacy one may not."""
+    if intent_id and not payment.recurrente_intent_id:
+        Payment.objects.filter(pk=payment.pk, recurrente_intent_id="").update(
+            recurrente_intent_id=intent_id[:64], updated_at=timezone.now()
+        )
+
+
+def payment_metadata_cross_check(*, session: CheckoutSession, confirmation: PaymentConfirmation) -> None:
+    """Metadata never finds our records; a disagreement is logged for a person to look at."""
+    if confirmation.metadata_session_id and confirmation.metadata_session_id != str(session.pk):
+        logger.warning(
+            "payment %s: checkout %s belongs to session %s but its metadata names session %s",
+            confirmation.payment_id, confirmation.checkout_id, session.pk, confirmation.metadata_session_id[:64],
+        )
+
+
+def _amount_display(payment: Payment) -> str:
+    if payment.currency == "USD":
+        return format_usd(payment.amount)
+    return f"{payment.amount:,.2f} {payment.currency}"
+
+
+def _method_display(payment: Payment) -> str:
+    if payment.payment_method == "card" or payment.card_last4:
+        return f"Card ending {payment.card_last4}" if payment.card_last4 else "Card"
+    if payment.payment_method.startswith("bank_transfer"):
+        return "Bank transfer"
+    return ""

@@ -1,0 +1,314 @@
+"""Recurrente webhook intake and processing (DESIGN §3).
+
+Intake is small and fast: verify the Svix signature on the raw body, parse, store the delivery
+once (unique on its svix-id), enqueue processing after commit, answer. Processing claims the
+event row so that two workers never run it at once, dispatches through `handlers.HANDLERS` in
+one transaction with the status change, and records failures for retries with backoff. A
+periodic sweep re-drives anything a lost broker message or a dead worker left behind.
+"""
+
+import json
+import logging
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from webmagic.emails import email_alert_staff
+
+from . import handlers
+from .models import WebhookEvent
+from .signing import SignatureError, verify
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8  # automatic tries per event; staff can always reprocess by hand after that
+RETRY_BASE_SECONDS = 60  # 1, 2, 4, … 64 minutes between automatic tries
+RETRY_MAX_SECONDS = 2 * 60 * 60
+# Longer than the Celery hard time limit: a row still `processing` after this lost its worker.
+STALE_PROCESSING = timedelta(minutes=10)
+# A `received` event normally starts within a second; older ones lost their broker message.
+RECEIVED_GRACE = timedelta(minutes=2)
+# Celery's own countdown normally re-runs a failed event; the sweep only catches lost retries.
+RETRY_GRACE = timedelta(minutes=2)
+SWEEP_BATCH = 500
+SIGNATURE_HEADER_PREFIXES = ("svix-", "webhook-")
+
+
+# --- Intake --------------------------------------------------------------------------------------
+
+class IntakeRejected(Exception):
+    """The delivery is refused with a 4xx; nothing was stored. `reason` is safe to log."""
+
+    def __init__(self, reason: str, *, status: int = 400):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class IntakeUnavailable(Exception):
+    """We could not store a valid delivery (database trouble): answer 5xx so Svix retries."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    event_id: int
+    created: bool
+
+
+def webhook_signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The svix-*/webhook-* headers, lower-cased, from any case-insensitive header mapping."""
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith(SIGNATURE_HEADER_PREFIXES)}
+
+
+def webhook_delivery_accept(*, headers: Mapping[str, str], body: bytes) -> IntakeResult:
+    """Verify, parse and store one delivery. Raises IntakeRejected or IntakeUnavailable."""
+    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise IntakeRejected("body too large", status=413)
+    try:
+        delivery_id = verify(
+            headers=headers, body=body, secrets=settings.RECURRENTE_WEBHOOK_SECRETS,
+            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as exc:
+        # 401 when the signature itself is wrong or cannot be checked; 400 for a malformed request.
+        unauthorised = str(exc) in ("no signature matches", "no webhook secret configured")
+        raise IntakeRejected(f"signature: {exc}", status=401 if unauthorised else 400) from exc
+
+    payload, text = _payload_parse(body)
+    event_type = payload["event_type"]
+    object_id = payload.get("id") if isinstance(payload.get("id"), str) else ""
+    try:
+        with transaction.atomic():
+            # get_or_create on the unique delivery id: a concurrent duplicate waits for our insert,
+            # fails on the constraint inside Django's savepoint and reads our row instead.
+            event, created = WebhookEvent.objects.get_or_create(
+                delivery_id=delivery_id,
+                defaults={
+                    "event_type": event_type[:100],
+                    "object_id": object_id[:100],
+                    "live_mode": _live_mode(payload),
+                    "raw_body": text,
+                    "payload": payload,
+                },
+            )
+            if created:
+                _enqueue_after_commit(event.pk)
+    except DatabaseError as exc:
+        logger.exception("webhook %s (%s) could not be stored", delivery_id, event_type[:100])
+        raise IntakeUnavailable("database unavailable") from exc
+    if created:
+        logger.info("webhook %s stored as event %s: %s %s", delivery_id, event.pk, event.event_type, event.object_id)
+    else:
+        logger.info("webhook %s is a duplicate of event %s; acknowledged", delivery_id, event.pk)
+    return IntakeResult(event_id=event.pk, created=created)
+
+
+def _reject_constant(value: str):
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def _payload_parse(body: bytes) -> tuple[dict, str]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IntakeRejected("body is not UTF-8") from exc
+    try:
+        # NaN/Infinity are not JSON and PostgreSQL's jsonb refuses them: reject, don't 500.
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise IntakeRejected("body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise IntakeRejected("body is not a JSON object")
+    event_type = payload.get("event_type")
+    if not isinstance(event_type, str) or not event_type.strip() or len(event_type) > 100:
+        raise IntakeRejected("event_type missing or malformed")
+    if "\x00" in text or not _storable(payload):
+        # NUL characters and lone surrogates cannot be stored in PostgreSQL text/jsonb.
+        raise IntakeRejected("body holds characters we cannot store")
+    return payload, text
+
+
+def _storable(value, depth: int = 0) -> bool:
+    if depth > 64:
+        return False
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k, depth + 1) and _storable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v, depth + 1) for v in value)
+    return True
+
+
+def _live_mode(payload: dict) -> bool | None:
+    """Test-mode events say `live_mode: false` at the root, inside `checkout`, or carry a
+    `sandbox_id`; subscription events may say nothing (None: we cannot tell)."""
+    checkout = payload.get("checkout") if isinstance(payload.get("checkout"), dict) else {}
+    for value in (payload.get("live_mode"), checkout.get("live_mode")):
+        if isinstance(value, bool):
+            return value
+    if payload.get("sandbox_id"):
+        return False
+    return None
+
+
+def _enqueue_after_commit(event_id: int) -> None:
+    from .tasks import process_webhook_event
+
+    # robust: a broker that is down must not turn a stored delivery into an error answer
+    # (Svix would resend something we already have); the sweep picks the event up later.
+    transaction.on_commit(lambda: process_webhook_event.delay(event_id), robust=True)
+
+
+# --- Processing ----------------------------------------------------------------------------------
+
+class WebhookEventFailed(Exception):
+    """The handler failed; the event is marked failed. `retry_in` is None when we gave up."""
+
+    def __init__(self, message: str, *, retry_in: int | None):
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+def retry_delay_seconds(attempts: int) -> int:
+    return min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS)
+
+
+def webhook_event_process(*, event_id: int) -> str | None:
+    """Process one stored event once. Returns its final status, or None if another worker has
+    it or it is already done. Raises WebhookEventFailed when the handler failed."""
+    now = timezone.now()
+    claimable = Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED]) | Q(
+        status=WebhookEvent.Status.PROCESSING, processing_started_at__lt=now - STALE_PROCESSING
+    )
+    # A conditional UPDATE is the claim: of two workers, exactly one changes the row.
+    claimed = WebhookEvent.objects.filter(claimable, pk=event_id).update(
+        status=WebhookEvent.Status.PROCESSING, processing_started_at=now, attempts=F("attempts") + 1, next_retry_at=None,
+    )
+    if not claimed:
+        logger.info("event %s is not claimable (done or in progress elsewhere)", event_id)
+        return None
+    event = WebhookEvent.objects.get(pk=event_id)
+    mine = Q(pk=event.pk, status=WebhookEvent.Status.PROCESSING, processing_started_at=now)
+
+    reason = _ignore_reason(event)
+    if reason:
+        WebhookEvent.objects.filter(mine).update(status=WebhookEvent.Status.IGNORED, error=reason, processed_at=timezone.now())
+        logger.info("event %s (%s) ignored: %s", event.pk, event.event_type, reason)
+        return WebhookEvent.Status.IGNORED
+
+    handler = handlers.HANDLERS[event.event_type]
+    try:
+        with transaction.atomic():
+            note = handler(event)
+            # Same transaction as the handler's writes: "processed" and its effects commit together.
+            WebhookEvent.objects.filter(mine).update(status=WebhookEvent.Status.PROCESSED, error="", processed_at=timezone.now())
+    except handlers.EventIgnored as exc:
+        WebhookEvent.objects.filter(mine).update(status=WebhookEvent.Status.IGNORED, error=str(exc)[:2000], processed_at=timezone.now())
+        logger.info("event %s (%s) ignored: %s", event.pk, event.event_type, exc)
+        return WebhookEvent.Status.IGNORED
+    except handlers.PayloadError as exc:
+        _failure_record(event=event, mine=mine, error=f"PayloadError: {exc}", retry=False)
+        raise WebhookEventFailed(str(exc), retry_in=None) from exc
+    except Exception as exc:
+        retry_in = _failure_record(event=event, mine=mine, error=_error_text(exc), retry=True)
+        raise WebhookEventFailed(f"{type(exc).__name__}: {exc}", retry_in=retry_in) from exc
+    logger.info("event %s (%s %s) processed: %s", event.pk, event.event_type, event.object_id, note)
+    return WebhookEvent.Status.PROCESSED
+
+
+def _ignore_reason(event: WebhookEvent) -> str:
+    if event.live_mode is not None and event.live_mode != settings.RECURRENTE_LIVE_MODE:
+        deployment = "live" if settings.RECURRENTE_LIVE_MODE else "test"
+        return f"live_mode={str(event.live_mode).lower()} does not match this {deployment} deployment"
+    if event.event_type not in handlers.HANDLERS:
+        return f"no handler for {event.event_type}"
+    return ""
+
+
+def _error_text(exc: Exception) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "".join(f"  {f.filename}:{f.lineno} in {f.name}\n" for f in frames)
+    return ("".join(lines) + where)[:2000]
+
+
+def _failure_record(*, event: WebhookEvent, mine: Q, error: str, retry: bool) -> int | None:
+    attempts = event.attempts
+    retry_in = retry_delay_seconds(attempts) if retry and attempts < MAX_ATTEMPTS else None
+    next_retry_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+    WebhookEvent.objects.filter(mine).update(status=WebhookEvent.Status.FAILED, error=error, next_retry_at=next_retry_at)
+    first_line = error.splitlines()[0] if error else ""
+    if retry_in is not None:
+        logger.warning("event %s (%s) failed (attempt %s), retry in %ss: %s", event.pk, event.event_type, attempts, retry_in, first_line)
+        return retry_in
+    logger.error("event %s (%s) failed (attempt %s); no more automatic retries: %s", event.pk, event.event_type, attempts, first_line)
+    email_alert_staff(
+        subject=f"Webhook event {event.pk} ({event.event_type}) failed",
+        body=(
+            f"Event {event.pk} (delivery {event.delivery_id}, {event.event_type} {event.object_id}) failed after "
+            f"{attempts} attempt(s) and will not be retried automatically.\n\nError:\n{error}\n\n"
+            "Fix the cause, then use the admin action \"Reprocess\" or `manage.py reprocess_webhooks`."
+        ),
+        dedupe_key=f"webhook-failed:{event.pk}",
+    )
+    return None
+
+
+# --- Re-driving ----------------------------------------------------------------------------------
+
+def webhook_events_due(*, now=None, limit: int = SWEEP_BATCH) -> list[int]:
+    """Events a lost message, a dead worker or a lost retry left unfinished."""
+    now = now or timezone.now()
+    due = (
+        Q(status=WebhookEvent.Status.RECEIVED, received_at__lt=now - RECEIVED_GRACE)
+        | Q(status=WebhookEvent.Status.PROCESSING, processing_started_at__lt=now - STALE_PROCESSING)
+        | Q(status=WebhookEvent.Status.FAILED, next_retry_at__lt=now - RETRY_GRACE)
+    )
+    return list(WebhookEvent.objects.filter(due).order_by("received_at").values_list("pk", flat=True)[:limit])
+
+
+def webhook_events_sweep(*, now=None) -> int:
+    from .tasks import process_webhook_event
+
+    event_ids = webhook_events_due(now=now)
+    for event_id in event_ids:
+        process_webhook_event.delay(event_id)
+    if event_ids:
+        logger.warning("webhook sweep re-drove %s event(s): %s", len(event_ids), event_ids[:20])
+    return len(event_ids)
+
+
+def webhook_events_reprocess(*, event_ids: Iterable[int], include_ignored: bool = True, run_now: bool = False) -> list[int]:
+    """Staff asked to try these again (admin action, management command). Failed events (and
+    ignored ones, e.g. after adding a handler) go back to `received` and are processed again;
+    handlers are idempotent, so this never applies a payment twice."""
+    statuses = [WebhookEvent.Status.FAILED] + ([WebhookEvent.Status.IGNORED] if include_ignored else [])
+    with transaction.atomic():
+        ids = list(
+            WebhookEvent.objects.select_for_update().filter(pk__in=list(event_ids), status__in=statuses).values_list("pk", flat=True)
+        )
+        WebhookEvent.objects.filter(pk__in=ids).update(status=WebhookEvent.Status.RECEIVED, next_retry_at=None)
+        if not run_now:
+            for event_id in ids:
+                _enqueue_after_commit(event_id)
+    logger.info("reprocess requested for %s event(s): %s", len(ids), ids[:20])
+    if run_now:
+        for event_id in ids:
+            try:
+                webhook_event_process(event_id=event_id)
+            except WebhookEventFailed as exc:
+                logger.warning("event %s failed again: %s", event_id, exc)
+    return ids
