@@ -150,6 +150,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
     }
+    # kombu's filesystem transport does not create its folder; web, worker and beat all need it.
+    (CELERY_BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
 else:
     # Tasks may run up to CELERY_TASK_TIME_LIMIT; the broker must not redeliver before that.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60 * 60}
