@@ -1,6 +1,8 @@
 import uuid
+from decimal import Decimal
 
 from checkout.models import CheckoutSession
+from webmagic.models import EmailLog
 
 
 def session_for_success_page(*, raw_id: str | None) -> CheckoutSession | None:
@@ -26,3 +28,78 @@ def payment_state(session: CheckoutSession) -> str:
     if session.payment_in_progress_at:
         return "in_progress"
     return "confirming"
+
+
+# --- Funnel metrics (staff) --------------------------------------------------------------------
+def _rate(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 1) if whole else None
+
+
+def funnel_metrics(*, start, end) -> dict:
+    """Purchase funnel for sessions created in [start, end), in three aggregate queries.
+
+    Definitions (staff read these on the page):
+    - started: purchase attempts, not counting checkouts created from a recovery link;
+    - checkouts created: attempts that reached Recurrente;
+    - completed: purchases paid (attempts and recovery checkouts);
+    - abandoned: attempts that got (or were claimed for) a reminder;
+    - recovered: after a reminder, the original session completed late or its recovery checkout did;
+    - revenue: succeeded purchase payments (not refunded) paid in the range.
+    """
+    from django.db.models import Count, Q, Sum
+
+    from checkout.models import Payment
+
+    sessions = CheckoutSession.objects.filter(kind=CheckoutSession.Kind.PURCHASE, created_at__gte=start, created_at__lt=end)
+    completed = Q(status=CheckoutSession.Status.COMPLETED)
+    original = Q(recovered_from__isnull=True)
+    counts = sessions.aggregate(
+        started=Count("pk", filter=original),
+        checkouts_created=Count("pk", filter=original & Q(recurrente_checkout_id__isnull=False)),
+        completed=Count("pk", filter=completed),
+        abandoned=Count("pk", filter=original & Q(reminder_sent_at__isnull=False)),
+        late_completions=Count("pk", filter=original & completed & Q(reminder_sent_at__isnull=False)),
+        recovery_checkouts_paid=Count("pk", filter=~original & completed),
+    )
+    reminders = EmailLog.objects.filter(kind=EmailLog.Kind.RECOVERY_REMINDER, created_at__gte=start, created_at__lt=end).aggregate(
+        sent=Count("pk", filter=~Q(status__in=[EmailLog.Status.QUEUED, EmailLog.Status.FAILED])),
+        failed=Count("pk", filter=Q(status=EmailLog.Status.FAILED)),
+        opened=Count("pk", filter=Q(opened_at__isnull=False) | Q(clicked_at__isnull=False)),
+        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
+    )
+    paid = Payment.objects.filter(
+        kind=Payment.Kind.PURCHASE, status=Payment.Status.SUCCEEDED, flag=Payment.Flag.NONE, paid_at__gte=start, paid_at__lt=end,
+    )
+    recovered_payment = Q(checkout_session__recovered_from__isnull=False) | Q(checkout_session__reminder_sent_at__isnull=False)
+    money = paid.aggregate(revenue=Sum("amount"), recovered_revenue=Sum("amount", filter=recovered_payment))
+    recovered = counts["late_completions"] + counts["recovery_checkouts_paid"]
+    return {
+        **counts,
+        "recovered": recovered,
+        "conversion_rate": _rate(counts["completed"], counts["started"]),
+        "reminders_sent": reminders["sent"],
+        "reminders_failed": reminders["failed"],
+        "reminder_open_rate": _rate(reminders["opened"], reminders["sent"]),
+        "reminder_click_rate": _rate(reminders["clicked"], reminders["sent"]),
+        "recovery_rate": _rate(recovered, counts["abandoned"]),
+        "revenue": money["revenue"] or Decimal("0.00"),
+        "recovered_revenue": money["recovered_revenue"] or Decimal("0.00"),
+    }
+
+
+def funnel_daily(*, start, end) -> list[dict]:
+    """Per-day attempts and completions, one grouped query."""
+    from django.db.models import Count, Q
+    from django.db.models.functions import TruncDate
+
+    rows = (
+        CheckoutSession.objects.filter(kind=CheckoutSession.Kind.PURCHASE, created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            started=Count("pk", filter=Q(recovered_from__isnull=True)),
+            completed=Count("pk", filter=Q(status=CheckoutSession.Status.COMPLETED)),
+        )
+        .order_by("day")
+    )
+    return list(rows)

@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from checkout.admin_views import funnel_view
 from webmagic import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),
     path("checkout/", include("checkout.urls")),
