@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import EmailLog
+from .models import EmailLog, EmailSuppression
 
 admin.site.site_header = "WebMagic staff"
 admin.site.site_title = "WebMagic staff"
@@ -17,3 +17,17 @@ class EmailLogAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(EmailSuppression)
+class EmailSuppressionAdmin(admin.ModelAdmin):
+    list_display = ["email", "source", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["email"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at"]
+
+    def save_model(self, request, obj, form, change):
+        # Lookups compare normalised addresses; a staff typo in case must not create a second row.
+        obj.email = obj.email.strip().lower()
+        super().save_model(request, obj, form, change)

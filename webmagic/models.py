@@ -75,3 +75,25 @@ class EmailLog(TimeStampedModel):
 
     def __str__(self):
         return f"{self.get_kind_display()} to {self.to_email} ({self.status})"
+
+
+class EmailSuppression(models.Model):
+    """An address that asked for no more reminder emails. Transactional mail (receipts, password
+    links) still goes out; reminders and nudges check this table first."""
+
+    class Source(models.TextChoices):
+        ONE_CLICK = "one_click", "One-click unsubscribe (mail client)"
+        LINK = "link", "Unsubscribe link"
+        STAFF = "staff", "Added by staff"
+        COMPLAINT = "complaint", "Spam complaint"
+
+    # Normalised (trimmed, lower-case) so one mailbox has one row whatever the spelling.
+    email = models.EmailField(max_length=254, unique=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.LINK)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.email} (unsubscribed, {self.source})"
