@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "webmagic.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -192,6 +193,8 @@ RECURRENTE_SECRET_KEY = env.str("RECURRENTE_SECRET_KEY", default="")
 RECURRENTE_PUBLIC_KEY = env.str("RECURRENTE_PUBLIC_KEY", default="")
 RECURRENTE_WEBHOOK_SECRETS = env.list("RECURRENTE_WEBHOOK_SECRETS", default=[])
 RECURRENTE_LIVE_MODE = env.bool("RECURRENTE_LIVE_MODE", default=False)
+# Where Recurrente's hosted checkout pages live (our forms redirect there; see the CSP).
+RECURRENTE_CHECKOUT_ORIGIN = env.str("RECURRENTE_CHECKOUT_ORIGIN", default="https://app.recurrente.com")
 RECURRENTE_TIMEOUT = (env.float("RECURRENTE_CONNECT_TIMEOUT", default=3.05), env.float("RECURRENTE_READ_TIMEOUT", default=10))
 # Sandbox: no Recurrente key means checkouts go to our built-in imitation (never in production).
 RECURRENTE_SANDBOX = not RECURRENTE_SECRET_KEY and not PRODUCTION
