@@ -22,3 +22,21 @@ def sandbox_deliver(self, checkout_id: str, event_type: str, sequence: int = 0) 
     except (requests.RequestException, DeliveryRefused) as exc:
         logger.warning("sandbox delivery %s/%s failed: %s", checkout_id, event_type, exc)
         raise self.retry(exc=exc, countdown=5 * 3**self.request.retries) from exc
+
+
+# --- Abandoned checkout recovery (beat: see migration 0004_recovery_periodic_tasks) -----------
+@shared_task(acks_late=True)
+def check_abandoned_carts() -> dict:
+    """Every 5 minutes. Safe when two ticks overlap: rows are claimed in the database, and the
+    reminder email is unique per person and site (checkout/services/recovery.py)."""
+    from .services.recovery import abandoned_carts_check
+
+    return abandoned_carts_check().summary()
+
+
+@shared_task(acks_late=True)
+def cleanup_old_abandoned_carts() -> dict:
+    """Daily at 03:00: expire sessions past the recovery window, drop request data after 90 days."""
+    from .services.recovery import abandoned_carts_cleanup
+
+    return abandoned_carts_cleanup()

@@ -2,15 +2,18 @@ from django.conf import settings
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
 from webmagic.http import client_ip
+from webmagic.models import EmailSuppression
 from webmagic.money import from_cents
 
 from . import selectors
 from .forms import PurchaseForm
+from .services import recovery
 from .services.purchase import CheckoutUnavailable, RequestContext, SiteNotForSale, purchase_start
 
 
@@ -126,3 +129,50 @@ def sandbox_subscription_event(request, checkout_id):
         return HttpResponseBadRequest("Unknown event")
     sandbox.sandbox_subscription_event(checkout_id=checkout.pk, event_type=event_type)
     return _see_other(request.path.rsplit("/event/", 1)[0] + "/")
+
+
+# --- Abandoned checkout recovery: the reminder's links (DESIGN §7) ---------------------------
+@never_cache
+@require_GET
+@ratelimit(key="ip", rate="30/m", block=True)
+def recover(request, token):
+    """The reminder's button: a discounted checkout within the window, the full price after it."""
+    try:
+        session = recovery.recovery_checkout_start(token=token, request_context=_request_context(request))
+    except recovery.RecoveryLinkInvalid:
+        raise Http404("No such offer") from None
+    except recovery.RecoverySiteUnavailable as exc:
+        return render(
+            request, "checkout/recover_unavailable.html",
+            {"site": exc.session.site, "already_yours": exc.already_yours}, status=200 if exc.already_yours else 409,
+        )
+    except recovery.RecoveryOfferExpired as exc:
+        original = exc.session
+        form = PurchaseForm(initial={"full_name": original.customer_name, "email": original.customer_email})
+        return render(
+            request, "checkout/recover_expired.html",
+            {"site": original.site, "form": form, "offer_ended": recovery.recovery_offer_ends(session=original),
+             "discount_percent": settings.RECOVERY_DISCOUNT_PERCENT},
+        )
+    except CheckoutUnavailable as exc:
+        return render(request, "checkout/recover_try_again.html", {"site": exc.session.site, "retry_url": request.path}, status=503)
+    return _see_other(session.checkout_url)
+
+
+# A one-click unsubscribe (RFC 8058) is a POST from the mail provider with no cookies and no CSRF
+# token, so this view cannot require one. The signed token in the URL is the authorisation, and the
+# only thing a forged POST could do is unsubscribe the owner of a token the forger already has.
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    """GET asks for confirmation (link scanners must not unsubscribe anyone); POST unsubscribes."""
+    email = recovery.unsubscribe_token_email(token=token)
+    if email is None:
+        raise Http404("No such unsubscribe link")
+    if request.method == "POST":
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        source = EmailSuppression.Source.ONE_CLICK if one_click else EmailSuppression.Source.LINK
+        recovery.email_suppression_create(email=email, source=source)
+        return render(request, "checkout/unsubscribe_done.html", {"masked_email": _mask_email(email)})
+    return render(request, "checkout/unsubscribe.html", {"masked_email": _mask_email(email)})

@@ -25,6 +25,7 @@ CONTEXT_BUILDERS: dict[str, str] = {
     EmailLog.Kind.WELCOME: "customers.emails.welcome_context",
     EmailLog.Kind.PASSWORD_RESET: "customers.emails.password_reset_context",
     EmailLog.Kind.VERIFY_EMAIL: "customers.emails.verify_email_context",
+    EmailLog.Kind.RECOVERY_REMINDER: "checkout.emails.recovery_reminder_context",
 }
 
 

@@ -1,0 +1,30 @@
+"""Context builder for the recovery reminder (see webmagic/emails.py CONTEXT_BUILDERS).
+
+It runs when the email is sent, so the signed recovery and unsubscribe tokens are never written to
+the EmailLog; the headers let mail clients offer their own one-click unsubscribe (RFC 8058).
+"""
+
+from django.urls import reverse
+
+from webmagic.emails import absolute_url
+from webmagic.models import EmailLog
+
+from .services.recovery import recovery_token_make, unsubscribe_token_make
+
+
+def recovery_reminder_context(log: EmailLog) -> dict:
+    session = log.checkout_session
+    if session is None:
+        raise ValueError(f"recovery email {log.pk} has no checkout session to link to")
+    recovery_url = absolute_url(reverse("checkout:recover", kwargs={"token": recovery_token_make(session_id=session.pk)}))
+    unsubscribe_url = absolute_url(
+        reverse("checkout:unsubscribe", kwargs={"token": unsubscribe_token_make(session_id=session.pk)})
+    )
+    return {
+        "recovery_url": recovery_url,
+        "unsubscribe_url": unsubscribe_url,
+        "headers": {
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    }

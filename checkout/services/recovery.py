@@ -1,0 +1,480 @@
+"""Abandoned checkout recovery (DESIGN §7): one reminder per person and site, a real discount,
+never to someone who paid.
+
+The scan runs every five minutes (`checkout.tasks.check_abandoned_carts`):
+
+1. Read the due sessions (the partial-index query, no locks).
+2. Ask Recurrente about each one, holding no row locks during the HTTP call. A checkout it reports
+   paid is reconciled exactly as the webhook would have done it, and gets no reminder.
+3. Per person and site, in one transaction: lock the sessions (`SKIP LOCKED`, so a concurrent
+   tick takes other rows instead of waiting), re-check them, claim them with a conditional
+   UPDATE, and queue the email with the dedupe key `recovery:<site>:<email>`. The claim and the
+   queued email commit together, so a crash leaves either both or neither; the send task moves the
+   email queued → sending once, so a redelivered task never sends it twice.
+
+`reminder_sent_at` is set only on the session whose reminder was queued, so it counts reminders.
+The person's other open sessions for the site become `abandoned` without an email.
+"""
+
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from hashlib import sha256
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import dateformat, timezone
+from django.utils.dateparse import parse_datetime
+
+from checkout.models import CheckoutSession
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
+from sites.models import Site
+from webmagic.emails import absolute_url, email_queue
+from webmagic.models import EmailLog, EmailSuppression
+from webmagic.money import discounted, format_usd
+
+from .purchase import PAYLOAD_BUILDERS, RequestContext, SiteNotForSale, checkout_create, checkout_lifetime
+
+logger = logging.getLogger(__name__)
+
+# Different salts, so a token made for one purpose is refused by the other.
+RECOVERY_TOKEN_SALT = "checkout.recovery-link"
+UNSUBSCRIBE_TOKEN_SALT = "checkout.unsubscribe-link"
+# The scan must finish well inside CELERY_TASK_SOFT_TIME_LIMIT (120 s) even when Recurrente is slow
+# (each call may take the client's 10 s read timeout); what is left over waits for the next tick.
+SCAN_BATCH_SIZE = 200
+SCAN_TIME_BUDGET_SECONDS = 60
+PERSONAL_DATA_RETENTION = timedelta(days=90)
+# No 0/O or 1/I: the code is read from an email and may be typed or read out to support.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10  # 32**10 ≈ 2**50 possibilities: not guessable, and it unlocks nothing by itself anyway
+DEDUPE_KEY_MAX = 200  # EmailLog.dedupe_key max_length
+
+
+def recovery_delay() -> timedelta:
+    return timedelta(minutes=settings.ABANDONED_CART_DELAY_MINUTES)
+
+
+def recovery_window() -> timedelta:
+    return timedelta(hours=settings.RECOVERY_WINDOW_HOURS)
+
+
+# --- Tokens and codes ---------------------------------------------------------------------------
+
+def recovery_code_new(*, percent: int) -> str:
+    return f"SAVE{percent}-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def recovery_token_make(*, session_id) -> str:
+    """A signed session id (HMAC with SECRET_KEY). Nothing is stored: the window is checked
+    against the session's `reminder_sent_at`, so the token needs no timestamp of its own."""
+    return signing.Signer(salt=RECOVERY_TOKEN_SALT).sign(uuid.UUID(str(session_id)).hex)
+
+
+def recovery_token_session_id(*, token: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(hex=signing.Signer(salt=RECOVERY_TOKEN_SALT).unsign(token))
+    except (signing.BadSignature, ValueError):
+        return None
+
+
+def unsubscribe_token_make(*, session_id) -> str:
+    """A signed session id, like the recovery token but under another salt: the address itself
+    never appears in the URL (URLs end up in access logs and browser histories)."""
+    return signing.Signer(salt=UNSUBSCRIBE_TOKEN_SALT).sign(uuid.UUID(str(session_id)).hex)
+
+
+def unsubscribe_token_email(*, token: str) -> str | None:
+    """The address a valid unsubscribe token stands for, or None (tampered or unknown)."""
+    try:
+        session_id = uuid.UUID(hex=signing.Signer(salt=UNSUBSCRIBE_TOKEN_SALT).unsign(token))
+    except (signing.BadSignature, ValueError):
+        return None
+    email = CheckoutSession.objects.filter(pk=session_id).values_list("customer_email", flat=True).first()
+    return _normalise(email) if email else None
+
+
+def recovery_dedupe_key(*, site_id, email: str) -> str:
+    """`recovery:<site>:<email>`: one reminder per person and site, as a unique database value."""
+    key = f"recovery:{site_id}:{email}"
+    if len(key) <= DEDUPE_KEY_MAX:
+        return key
+    # Rare very long addresses would not fit; a digest keeps the key unique without truncating.
+    return f"recovery:{site_id}:sha256:{sha256(email.encode()).hexdigest()}"
+
+
+def _normalise(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+# --- The scan -----------------------------------------------------------------------------------
+
+def recovery_due_sessions(*, now: datetime):
+    """DESIGN §7 "due": open checkout, older than the delay, no reminder yet (so not completed).
+
+    `status='checkout_created'` is written literally so PostgreSQL can use the partial index
+    `checkout_abandoned_scan_idx` (its predicate), whose rows are only the open checkouts; the
+    ordering matches the index, so the LIMIT stops early. Hosting checkouts are not reminded.
+    """
+    return (
+        CheckoutSession.objects.filter(
+            status="checkout_created",
+            created_at__lt=now - recovery_delay(),
+            reminder_sent_at__isnull=True,
+            kind=CheckoutSession.Kind.PURCHASE,
+        )
+        .order_by("created_at")
+        .only("id", "site_id", "customer_email", "recurrente_checkout_id", "payment_in_progress_at", "created_at")
+        [:SCAN_BATCH_SIZE]
+    )
+
+
+@dataclass
+class ScanResult:
+    reminded: list = field(default_factory=list)  # session ids whose reminder was queued
+    closed: list = field(default_factory=list)  # session ids closed without a reminder
+    reconciled: list = field(default_factory=list)  # session ids Recurrente reported paid
+    deferred: list = field(default_factory=list)  # left for a later tick
+
+    def summary(self) -> dict:
+        return {name: len(getattr(self, name)) for name in ("reminded", "closed", "reconciled", "deferred")}
+
+
+def abandoned_carts_check(*, now: datetime | None = None) -> ScanResult:
+    """Send the due reminders. Safe to run concurrently with itself and with webhooks."""
+    now = now or timezone.now()
+    deadline = time.monotonic() + SCAN_TIME_BUDGET_SECONDS
+    result = ScanResult()
+    groups: dict[tuple, list] = {}
+    blocked: set[tuple] = set()
+    for session in recovery_due_sessions(now=now):
+        person = (session.site_id, _normalise(session.customer_email))
+        if time.monotonic() > deadline:
+            result.deferred.append(session.pk)
+            blocked.add(person)
+            continue
+        verdict = _recurrente_verdict(session)
+        if verdict == "paid":
+            result.reconciled.append(session.pk)
+        elif verdict == "wait":
+            result.deferred.append(session.pk)
+        if verdict != "remind":
+            # Any attempt of this person still paying (or paid) holds back their reminder.
+            blocked.add(person)
+            continue
+        groups.setdefault(person, []).append(session.pk)
+    for person, session_ids in groups.items():
+        if person in blocked:
+            result.deferred.extend(session_ids)
+            continue
+        site_id, email = person
+        _person_claim(site_id=site_id, email=email, session_ids=session_ids, now=now, result=result)
+    if any(result.summary().values()):
+        logger.info("abandoned-cart scan: %s", result.summary())
+    return result
+
+
+def _recurrente_verdict(session: CheckoutSession) -> str:
+    """"remind", "paid" (reconciled here, no reminder) or "wait" (ask again next tick)."""
+    if session.payment_in_progress_at:
+        return "wait"  # a bank transfer was started; it can take a day and usually succeeds
+    try:
+        checkout = recurrente_client().get_checkout(session.recurrente_checkout_id)
+    except RecurrenteNotFound:
+        # Recurrente has no such checkout, so nothing can have been paid on it.
+        logger.warning("session %s: Recurrente does not know checkout %s; reminding anyway", session.pk,
+                       session.recurrente_checkout_id)
+        return "remind"
+    except (RecurrenteError, ValueError) as exc:
+        # Not knowing is not "unpaid": a missed webhook plus a discount offer could make someone pay
+        # twice, while a reminder five minutes late costs nothing. The next tick asks again.
+        logger.warning("session %s: could not check checkout %s with Recurrente (%s); trying next tick",
+                       session.pk, session.recurrente_checkout_id, type(exc).__name__)
+        return "wait"
+    status = str(checkout.get("status") or "")
+    if status == "paid":
+        _payment_reconcile(session=session, checkout=checkout)
+        return "paid"
+    if status == "payment_in_progress":
+        return "wait"
+    return "remind"  # unpaid, expired (the recovery link makes a new checkout) or an unknown status
+
+
+def _payment_reconcile(*, session: CheckoutSession, checkout: dict) -> None:
+    """Recurrente says paid but we have no completed session: the webhook was missed or is late.
+    Record it through the same service the webhook uses, so it is fulfilled exactly once."""
+    from .payments import PaymentConfirmation, payment_confirmed_record
+
+    payment = checkout.get("payment") or {}
+    intent = checkout.get("latest_intent") or {}
+    method = checkout.get("payment_method") or {}
+    metadata = checkout.get("metadata") or {}
+    payment_id = str(payment.get("id") or "")
+    if not payment_id or not isinstance(checkout.get("total_in_cents"), int):
+        logger.error("session %s: Recurrente reports checkout %s paid without a payment id or amount; "
+                     "no reminder, waiting for the webhook", session.pk, session.recurrente_checkout_id)
+        return
+    confirmation = PaymentConfirmation(
+        payment_id=payment_id,
+        amount_cents=checkout["total_in_cents"],
+        currency=str(checkout.get("currency") or session.currency),
+        checkout_id=str(checkout.get("id") or session.recurrente_checkout_id),
+        intent_id=str(intent.get("id") or ""),
+        method=str(method.get("type") or ""),
+        card_last4=str((method.get("card") or {}).get("last4") or ""),
+        metadata_session_id=str(metadata.get("checkout_session_id") or ""),
+        paid_at=parse_datetime(str(intent.get("created_at") or "")) if intent.get("created_at") else None,
+    )
+    try:
+        outcome = payment_confirmed_record(confirmation=confirmation)
+    except Exception:
+        # The webhook path (and the next tick) will try again; no reminder either way.
+        logger.exception("session %s: reconciling paid checkout %s failed", session.pk, session.recurrente_checkout_id)
+        return
+    logger.warning("session %s: checkout %s was paid but not recorded (missed webhook?); reconciled as %s",
+                   session.pk, session.recurrente_checkout_id, outcome)
+
+
+def _no_reminder_reason(*, site: Site, email: str) -> str:
+    if not site.is_for_sale:
+        return "site_sold"
+    if CheckoutSession.objects.filter(site_id=site.pk, customer_email=email, status=CheckoutSession.Status.COMPLETED).exists():
+        return "already_bought"
+    if EmailSuppression.objects.filter(email=email).exists():
+        return "unsubscribed"
+    return ""
+
+
+def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, result: ScanResult) -> None:
+    """Claim one person's due sessions for one site and queue at most one reminder for them."""
+    due = Q(status=CheckoutSession.Status.CHECKOUT_CREATED, reminder_sent_at__isnull=True)
+    with transaction.atomic():
+        # SKIP LOCKED: rows another tick (or a webhook) holds are theirs; we never wait on them, and
+        # they never wait on us for rows we do not need, so two ticks cannot deadlock.
+        sessions = list(
+            CheckoutSession.objects.select_for_update(skip_locked=True)
+            .filter(due, pk__in=session_ids)
+            .select_related("site")
+            .order_by("-created_at")
+        )
+        if not sessions:
+            return
+        site = sessions[0].site
+        reason = _no_reminder_reason(site=site, email=email)
+        if reason:
+            # Sold (to anyone) or bought by this person: the attempt is over. Unsubscribed: the
+            # attempt was abandoned, we just may not say so.
+            status = CheckoutSession.Status.ABANDONED if reason == "unsubscribed" else CheckoutSession.Status.EXPIRED
+            stamp = "abandoned_at" if status == CheckoutSession.Status.ABANDONED else "expired_at"
+            closed = CheckoutSession.objects.filter(due, pk__in=[s.pk for s in sessions]).update(
+                status=status, **{stamp: now}, updated_at=now
+            )
+            result.closed.extend(s.pk for s in sessions)
+            logger.info("site %s: %s session(s) %s closed without a reminder (%s)", site.pk, closed,
+                        ",".join(str(s.pk) for s in sessions), reason)
+            return
+
+        # The newest attempt carries the reminder: its name spelling and checkout are the freshest.
+        primary, siblings = sessions[0], sessions[1:]
+        code = recovery_code_new(percent=settings.RECOVERY_DISCOUNT_PERCENT)
+        # The conditional UPDATE is the claim: only one transaction can move the row out of "due"
+        # (the lock already makes it so on PostgreSQL; this also holds where there are no row locks).
+        claimed = CheckoutSession.objects.filter(due, pk=primary.pk).update(
+            status=CheckoutSession.Status.ABANDONED, abandoned_at=now, reminder_sent_at=now, recovery_code=code,
+            updated_at=now,
+        )
+        log = None
+        if claimed:
+            primary.reminder_sent_at, primary.recovery_code = now, code
+            log = email_queue(
+                kind=EmailLog.Kind.RECOVERY_REMINDER, to_email=email,
+                subject=f"{site.business_name} is still waiting for you — {settings.RECOVERY_DISCOUNT_PERCENT}% off for "
+                        f"{settings.RECOVERY_WINDOW_HOURS} hours",
+                context=_reminder_context(session=primary, site=site),
+                # The database refuses a second reminder for this person and site, whatever races.
+                dedupe_key=recovery_dedupe_key(site_id=site.pk, email=email),
+                checkout_session=primary,
+            )
+            if log is None:
+                # They were reminded through an earlier attempt: this one becomes a silent sibling.
+                CheckoutSession.objects.filter(pk=primary.pk).update(reminder_sent_at=None, recovery_code="", updated_at=now)
+                siblings = sessions
+            else:
+                result.reminded.append(primary.pk)
+                logger.info("session %s: recovery reminder queued as email %s", primary.pk, log.pk)
+        else:
+            siblings = sessions
+        if siblings:
+            CheckoutSession.objects.filter(due, pk__in=[s.pk for s in siblings]).update(
+                status=CheckoutSession.Status.ABANDONED, abandoned_at=now, updated_at=now
+            )
+            result.closed.extend(s.pk for s in siblings)
+            logger.info("site %s: session(s) %s abandoned without a second reminder", site.pk,
+                        ",".join(str(s.pk) for s in siblings))
+
+
+def _reminder_context(*, session: CheckoutSession, site: Site) -> dict:
+    """Display values only; the links (which carry tokens) are built when the email is sent."""
+    percent = settings.RECOVERY_DISCOUNT_PERCENT
+    price = session.amount
+    offer = discounted(price, percent)
+    ends = timezone.localtime(session.reminder_sent_at + recovery_window())
+    return {
+        "customer_name": session.customer_name,
+        "site_name": site.business_name,
+        "site_url": absolute_url(reverse("sites:page", kwargs={"slug": site.slug})),
+        "price": format_usd(price),
+        "discounted_price": format_usd(offer),
+        "saving": format_usd(price - offer),
+        "discount_percent": percent,
+        "hosting_price": format_usd(site.monthly_amount),
+        "recovery_code": session.recovery_code,
+        "window_hours": settings.RECOVERY_WINDOW_HOURS,
+        "offer_ends": f"{dateformat.format(ends, 'F j, Y, g:i A')} {ends.tzname()}",
+        "button_label": f"Claim {site.business_name} for {format_usd(offer)}"[:120],
+    }
+
+
+def recovered_q() -> Q:
+    """Completed sessions the recovery email brought back: a late completion of a reminded session,
+    or a discounted checkout made from its recovery link (attribution for the funnel)."""
+    return Q(status=CheckoutSession.Status.COMPLETED) & (
+        Q(reminder_sent_at__isnull=False) | Q(recovered_from__isnull=False)
+    )
+
+
+# --- The recovery link --------------------------------------------------------------------------
+
+class RecoveryLinkInvalid(Exception):
+    """Tampered, unknown, or for a session that was never reminded."""
+
+
+class RecoveryOfferExpired(Exception):
+    def __init__(self, session: CheckoutSession):
+        super().__init__(f"recovery offer for session {session.pk} has ended")
+        self.session = session
+
+
+class RecoverySiteUnavailable(SiteNotForSale):
+    def __init__(self, session: CheckoutSession, *, already_yours: bool):
+        super().__init__(session.site.slug)
+        self.session = session
+        self.already_yours = already_yours
+
+
+def recovery_session_get(*, token: str) -> CheckoutSession:
+    session_id = recovery_token_session_id(token=token)
+    session = None
+    if session_id is not None:
+        session = CheckoutSession.objects.select_related("site").filter(pk=session_id, reminder_sent_at__isnull=False).first()
+    if session is None:
+        raise RecoveryLinkInvalid()
+    return session
+
+
+def recovery_offer_ends(*, session: CheckoutSession) -> datetime:
+    return session.reminder_sent_at + recovery_window()
+
+
+def recovery_checkout_start(*, token: str, request_context: RequestContext) -> CheckoutSession:
+    """The discounted checkout for a reminder's link: reused while open, created otherwise.
+
+    Raises RecoveryLinkInvalid, RecoverySiteUnavailable, RecoveryOfferExpired or CheckoutUnavailable.
+    """
+    original = recovery_session_get(token=token)
+    _site_available_or_raise(session=original, site=original.site)
+    if timezone.now() >= recovery_offer_ends(session=original):
+        raise RecoveryOfferExpired(original)
+    percent = settings.RECOVERY_DISCOUNT_PERCENT
+    with transaction.atomic():
+        # The site lock serialises this with purchases and payments for the site, so a double
+        # click finds the first click's session instead of creating a second checkout.
+        site = Site.objects.select_for_update().get(pk=original.site_id)
+        _site_available_or_raise(session=original, site=site)
+        child = (
+            original.recovery_checkouts.filter(
+                kind=CheckoutSession.Kind.PURCHASE, discount_percent=percent,
+                created_at__gte=timezone.now() - checkout_lifetime(),
+                status__in=[CheckoutSession.Status.INITIATED, CheckoutSession.Status.CHECKOUT_CREATED,
+                            CheckoutSession.Status.ABANDONED],
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if child is not None and child.recurrente_checkout_id and child.checkout_url:
+            logger.info("session %s: recovery checkout %s reused", original.pk, child.pk)
+            return child
+        if child is None:
+            child = CheckoutSession.objects.create(
+                site=site, kind=CheckoutSession.Kind.PURCHASE, status=CheckoutSession.Status.INITIATED,
+                customer_name=original.customer_name, customer_email=original.customer_email, user=original.user,
+                amount=discounted(original.amount, percent), currency=original.currency, discount_percent=percent,
+                recovered_from=original, ip_address=request_context.ip_address,
+                user_agent=request_context.user_agent[:500], referrer=request_context.referrer[:500],
+            )
+            logger.info("session %s: recovery checkout session %s initiated at %s%% off", original.pk, child.pk, percent)
+    # Committed before Recurrente is called (as a purchase is): a failure keeps the row, and the
+    # next click retries on the same `initiated` session instead of piling up new ones.
+    return checkout_create(session_id=child.pk, payload_builder=recovery_payload)
+
+
+def _site_available_or_raise(*, session: CheckoutSession, site: Site) -> None:
+    if site.is_for_sale:
+        return
+    email = _normalise(session.customer_email)
+    owner_email = _normalise(site.owner.email) if site.owner_id else ""
+    raise RecoverySiteUnavailable(session, already_yours=bool(owner_email) and owner_email == email)
+
+
+def recovery_payload(session: CheckoutSession) -> dict:
+    """The purchase payload at the session's (discounted) amount, naming the code for the buyer."""
+    payload = PAYLOAD_BUILDERS[CheckoutSession.Kind.PURCHASE](session)
+    original = session.recovered_from
+    code = original.recovery_code if original else ""
+    item = payload["items"][0]
+    item["name"] = f"{item['name']} — {session.discount_percent}% off{f' ({code})' if code else ''}"[:200]
+    payload["metadata"]["discount_percent"] = str(session.discount_percent)
+    if original:
+        payload["metadata"]["recovered_from_session_id"] = str(original.pk)
+        payload["metadata"]["discount_code"] = code
+    return payload
+
+
+# --- Unsubscribe --------------------------------------------------------------------------------
+
+def email_suppression_create(*, email: str, source: str) -> EmailSuppression:
+    """Idempotent: unsubscribing twice (a mail client's one-click and then the page) is one row."""
+    suppression, created = EmailSuppression.objects.get_or_create(email=_normalise(email), defaults={"source": source})
+    if created:
+        logger.info("email suppression %s created (%s)", suppression.pk, source)
+    return suppression
+
+
+# --- Cleanup ------------------------------------------------------------------------------------
+
+def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
+    """Daily: close attempts whose recovery chance is over, and drop request data after 90 days.
+
+    An open attempt expires once the reminder could have been sent (delay) and its offer could have
+    been used (window): created more than delay + window ago, and, if reminded, reminded more than
+    a window ago (a reminder that went out late keeps its full 48 hours). Expiring changes no money:
+    a payment that still arrives completes the session (late completion). Two bulk UPDATEs.
+    """
+    now = now or timezone.now()
+    expired = CheckoutSession.objects.filter(
+        Q(reminder_sent_at__isnull=True) | Q(reminder_sent_at__lt=now - recovery_window()),
+        status__in=[CheckoutSession.Status.INITIATED, CheckoutSession.Status.CHECKOUT_CREATED,
+                    CheckoutSession.Status.ABANDONED],
+        created_at__lt=now - recovery_delay() - recovery_window(),
+    ).update(status=CheckoutSession.Status.EXPIRED, expired_at=now, updated_at=now)
+    stripped = CheckoutSession.objects.filter(
+        Q(ip_address__isnull=False) | ~Q(user_agent=""), created_at__lt=now - PERSONAL_DATA_RETENTION,
+    ).update(ip_address=None, user_agent="", updated_at=now)
+    logger.info("abandoned-cart cleanup: %s session(s) expired, request data removed from %s", expired, stripped)
+    return {"expired": expired, "stripped": stripped}
