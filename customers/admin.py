@@ -1,7 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
+from . import services
 from .models import CustomerUser
 
 
@@ -34,3 +35,13 @@ class CustomerUserAdmin(UserAdmin):
         ("Activity", {"fields": ["last_login", "login_count", "created_at", "updated_at"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "full_name", "password1", "password2"]})]
+    actions = ["resend_set_password_email"]
+
+    @admin.action(description="Email a new set-your-password link")
+    def resend_set_password_email(self, request, queryset):
+        sent = 0
+        for user in queryset.filter(is_active=True):
+            # No dedupe key: staff resending is deliberate. The link is made when the email is sent.
+            services.customer_welcome_email_queue(user=user, subject="Set your WebMagic password")
+            sent += 1
+        self.message_user(request, f"Queued a set-your-password email for {sent} customer(s).", messages.SUCCESS)
