@@ -7,6 +7,7 @@ from webmagic import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    path("livez/", views.livez, name="livez"),
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),

@@ -3,7 +3,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -40,6 +40,13 @@ def _check_broker() -> None:
 
 
 HEALTH_CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+
+
+@never_cache
+@require_GET
+def livez(request):
+    """Liveness: the process answers. Touches nothing (healthz checks the dependencies)."""
+    return HttpResponse("ok", content_type="text/plain")
 
 
 @never_cache

@@ -42,3 +42,9 @@ def test_healthz_503_when_the_broker_is_down(client):
 
 def test_healthz_is_get_only(client):
     assert client.post("/healthz/").status_code == 405
+
+
+def test_livez_answers_without_touching_the_database(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/livez/")
+    assert response.status_code == 200 and response.content == b"ok"
