@@ -9,7 +9,10 @@ TASK_PATH = "webhooks.tasks.sweep_unprocessed_webhooks"
 def create_sweep(apps, schema_editor):
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_5_minutes, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
+    # Shared with other beat tasks; never create a second identical schedule.
+    every_5_minutes = IntervalSchedule.objects.filter(every=5, period="minutes").first()
+    if every_5_minutes is None:
+        every_5_minutes = IntervalSchedule.objects.create(every=5, period="minutes")
     PeriodicTask.objects.get_or_create(
         name=TASK_NAME,
         defaults={
