@@ -121,6 +121,11 @@ def subscription_status_record(
         else:
             subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
         _subscription_fill_period(subscription=subscription, details=details)
+        if payment_id:
+            # A first payment that named no subscription was recorded unlinked; link it now.
+            Payment.objects.filter(
+                recurrente_payment_id=payment_id, kind=Payment.Kind.SUBSCRIPTION, site_id=site.pk, subscription__isnull=True
+            ).update(subscription=subscription, updated_at=timezone.now())
         applied = _subscription_apply(subscription=subscription, site=site, status=status, event_at=event_at)
         if applied and status == Subscription.Status.ACTIVE and session is not None and session.status != CheckoutSession.Status.COMPLETED:
             # Recurrente only creates a subscription once its first charge went through.

@@ -137,3 +137,18 @@ def test_recurrente_unavailable_fails_the_event_for_a_retry(hosting_session, mon
     event = WebhookEvent.objects.get()
     assert event.status == WebhookEvent.Status.FAILED and "RecurrenteUnavailable" in event.error
     assert event.next_retry_at is not None
+
+
+def test_a_first_payment_naming_no_subscription_is_linked_when_subscription_create_arrives(hosting_session, api, deliver):
+    payload = first_payment(hosting_session)
+    for holder in (payload["payment"], payload["checkout"]["payment"]):
+        holder["paymentable"] = {"type": "OneTimePayment", "id": "on_x"}
+    deliver(payload)
+    assert Payment.objects.get().subscription is None
+    assert Site.objects.get(pk=hosting_session.site_id).status == Site.Status.OWNED  # nothing says it is live yet
+
+    deliver(subscription_event())
+    subscription = Subscription.objects.get()
+    assert Payment.objects.get().subscription == subscription
+    assert Site.objects.get(pk=hosting_session.site_id).status == Site.Status.ACTIVE
+    assert api.calls == []
