@@ -303,7 +303,9 @@ def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, resu
             )
             if log is None:
                 # They were reminded through an earlier attempt: this one becomes a silent sibling.
-                CheckoutSession.objects.filter(pk=primary.pk).update(reminder_sent_at=None, recovery_code="", updated_at=now)
+                CheckoutSession.objects.filter(pk=primary.pk, recovery_code=code).update(
+                    reminder_sent_at=None, recovery_code="", updated_at=now
+                )
                 siblings = sessions
             else:
                 result.reminded.append(primary.pk)
