@@ -15,14 +15,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def _clear_own_cache():
+    from django.core.cache import cache
+
+    prefix = settings.CACHES["default"].get("KEY_PREFIX")
+    if prefix and settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        # Parallel test processes share the Redis database: delete only this process's keys.
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Rate-limit counters and cached values must not leak between tests."""
-    from django.core.cache import cache
-
-    cache.clear()
+    _clear_own_cache()
     yield
-    cache.clear()
+    _clear_own_cache()
 
 
 @pytest.fixture

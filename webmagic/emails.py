@@ -51,7 +51,9 @@ def email_queue(
         raise
     from .tasks import send_email
 
-    transaction.on_commit(lambda: send_email.delay(log.pk))
+    # robust: a broker that is down must not fail the caller's already-committed work; the
+    # periodic `resend_stuck_emails` task picks the email up later.
+    transaction.on_commit(lambda: send_email.delay(log.pk), robust=True)
     logger.info("email %s queued: kind=%s", log.pk, kind)
     return log
 
@@ -118,6 +120,23 @@ def email_deliver(log: EmailLog) -> None:
         provider_message_id=(getattr(status, "message_id", None) or "")[:255], updated_at=timezone.now(),
     )
     logger.info("email %s sent: kind=%s", log.pk, log.kind)
+
+
+def emails_stuck_redrive(*, older_than, max_attempts: int, limit: int = 500) -> list[int]:
+    """Queued emails nobody is sending (a lost broker message, a broker that was down at commit)
+    are enqueued again. `sending` ones are left alone: their outcome is unknown and sending twice
+    is worse than staff looking at one in admin."""
+    from .tasks import send_email
+
+    ids = list(
+        EmailLog.objects.filter(status=EmailLog.Status.QUEUED, updated_at__lt=older_than, attempts__lt=max_attempts)
+        .order_by("updated_at").values_list("pk", flat=True)[:limit]
+    )
+    for log_id in ids:
+        send_email.delay(log_id)
+    if ids:
+        logger.warning("re-driving %s stuck queued emails (first id %s)", len(ids), ids[0])
+    return ids
 
 
 def email_mark_failed(log_id: int, error: str) -> None:

@@ -124,7 +124,9 @@ STORAGES = {
 # --- Cache and rate limits -------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          # Parallel test processes share one Redis: each keeps to its own keys.
+                          "KEY_PREFIX": env.str("PYTEST_XDIST_WORKER", default="")}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "webmagic"}}
 RATELIMIT_USE_CACHE = "default"

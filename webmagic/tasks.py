@@ -1,6 +1,8 @@
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
 
 from . import emails
 
@@ -24,3 +26,12 @@ def send_email(self, log_id: int) -> None:
             return
         logger.warning("email %s failed (attempt %s), retrying", log_id, self.request.retries + 1)
         raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+
+
+# Longer than the longest retry countdown (30 s x 2**5 = 16 min), so a scheduled retry is not raced.
+STUCK_EMAIL_AGE = timedelta(minutes=20)
+
+
+@shared_task(acks_late=True)
+def resend_stuck_emails() -> int:
+    return len(emails.emails_stuck_redrive(older_than=timezone.now() - STUCK_EMAIL_AGE, max_attempts=MAX_EMAIL_RETRIES + 1))

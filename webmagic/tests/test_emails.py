@@ -111,3 +111,51 @@ def test_staff_alert_goes_to_every_admin(django_capture_on_commit_callbacks):
         email_alert_staff(subject="Payment needs refund", body="pa_1", dedupe_key="refund:pa_1")
         email_alert_staff(subject="Payment needs refund", body="pa_1", dedupe_key="refund:pa_1")
     assert sorted(m.to[0] for m in mail.outbox) == ["a@example.com", "b@example.com"]
+
+
+def test_broker_down_at_commit_keeps_the_callers_work_and_the_sweep_sends_later(django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webmagic.tasks import resend_stuck_emails
+
+    with mock.patch("webmagic.tasks.send_email") as task:
+        task.delay.side_effect = ConnectionError("broker down")
+        with django_capture_on_commit_callbacks(execute=True):
+            log = queue_alert()  # does not raise: robust on-commit
+    # (Django's own error mail to ADMINS reports the broker failure; our email did not go.)
+    assert [m for m in mail.outbox if m.to == ["ops@example.com"]] == []
+    assert resend_stuck_emails() == 0  # too fresh: a worker may still pick it up
+    EmailLog.objects.filter(pk=log.pk).update(updated_at=timezone.now() - timedelta(minutes=21))
+    assert resend_stuck_emails() == 1
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and len([m for m in mail.outbox if m.to == ["ops@example.com"]]) == 1
+    EmailLog.objects.filter(pk=log.pk).update(updated_at=timezone.now() - timedelta(minutes=21))
+    assert resend_stuck_emails() == 0  # sent emails are never re-sent
+
+
+def test_sweep_leaves_emails_whose_outcome_is_unknown(django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webmagic.tasks import resend_stuck_emails
+
+    with django_capture_on_commit_callbacks(execute=False):
+        log = queue_alert()
+    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, updated_at=timezone.now() - timedelta(hours=1))
+    assert resend_stuck_emails() == 0 and mail.outbox == []
+
+
+def test_email_sweep_is_scheduled_by_a_migration():
+    import importlib
+
+    from django.apps import apps as django_apps
+    from django_celery_beat.models import PeriodicTask
+
+    migration = importlib.import_module("webmagic.migrations.0004_email_sweep_periodic_task")
+    PeriodicTask.objects.filter(name=migration.TASK_NAME).delete()  # transactional tests may have flushed it
+    migration.create_task(django_apps, None)
+    task = PeriodicTask.objects.get(name=migration.TASK_NAME)
+    assert task.task == "webmagic.tasks.resend_stuck_emails" and task.enabled and task.interval.every == 10
