@@ -239,3 +239,16 @@ def test_an_unsubscribed_address_gets_no_reminder_for_any_site(client, preview_s
     assert mail.outbox == []
     other.refresh_from_db()
     assert other.reminder_sent_at is None and other.status == CheckoutSession.Status.ABANDONED
+
+
+def test_the_pages_run_a_fixed_number_of_queries(client, preview_site, checkout_created, django_assert_max_num_queries):
+    original = reminded_session(preview_site)
+    for _ in range(3):  # more rows of the same person must not mean more queries
+        reminded_session(preview_site)
+    client.get(recover_url(original))  # creates the discounted checkout
+    with django_assert_max_num_queries(8):
+        assert client.get(recover_url(original)).status_code == 303  # reuse
+    with django_assert_max_num_queries(3):
+        assert client.get(unsubscribe_url(original)).status_code == 200
+    with django_assert_max_num_queries(6):
+        assert client.post(unsubscribe_url(original)).status_code == 200
