@@ -1,6 +1,11 @@
+import io
 import logging
+import zipfile
 
+from django.contrib.auth import login, update_session_auth_hash
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -10,7 +15,7 @@ from webmagic.emails import email_queue
 from webmagic.models import EmailLog
 
 from .models import CustomerUser, normalize_email_address
-from .tokens import set_password_token_generator
+from .tokens import password_reset_token_generator, set_password_token_generator, verify_email_token_generator
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +58,24 @@ def customer_get_or_create_for_purchase(
 
 # --- Set-your-password links ---------------------------------------------------------------------
 
+def _token_link_path(*, view_name: str, generator, user: CustomerUser) -> str:
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    return reverse(view_name, kwargs={"uidb64": uidb64, "token": generator.make_token(user)})
+
+
 def set_password_path(*, user: CustomerUser) -> str:
     """The relative link for `user`; the token is made now and never stored."""
-    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
-    token = set_password_token_generator.make_token(user)
-    return reverse("customers:set_password", kwargs={"uidb64": uidb64, "token": token})
+    return _token_link_path(view_name="customers:set_password", generator=set_password_token_generator, user=user)
+
+
+def password_reset_path(*, user: CustomerUser) -> str:
+    """A one-hour reset link, made when the email is sent and never stored."""
+    return _token_link_path(view_name="customers:password_reset_confirm", generator=password_reset_token_generator, user=user)
+
+
+def verify_email_path(*, user: CustomerUser) -> str:
+    """A 24-hour verification link, made when the email is sent and never stored."""
+    return _token_link_path(view_name="customers:verify_email", generator=verify_email_token_generator, user=user)
 
 
 def set_password_user_from_uidb64(*, uidb64: str) -> CustomerUser | None:
@@ -98,3 +116,114 @@ def customer_welcome_email_queue(
         kind=EmailLog.Kind.WELCOME, to_email=user.email, subject=subject, context=context or {},
         dedupe_key=dedupe_key, user=user, checkout_session=checkout_session,
     )
+
+
+# --- Signing in ---------------------------------------------------------------------------------
+
+def customer_login(*, request: HttpRequest, user: CustomerUser) -> None:
+    """Log `user` in and count it. Django's login() rotates the session key (a session id planted
+    before sign-in is worthless afterwards) and stamps last_login."""
+    login(request, user)
+    # One UPDATE with F(): two sign-ins at once must both count.
+    CustomerUser.objects.filter(pk=user.pk).update(login_count=F("login_count") + 1, last_login=timezone.now())
+    logger.info("customer %s signed in", user.pk)
+
+
+# --- Password reset -----------------------------------------------------------------------------
+
+def password_reset_email_queue(*, user: CustomerUser) -> EmailLog | None:
+    """Queue a reset email. Its link (customers.emails.password_reset_context) is made at send
+    time, so no token is stored; the link also works for an account that never had a password."""
+    log = email_queue(
+        kind=EmailLog.Kind.PASSWORD_RESET, to_email=user.email, subject="Reset your WebMagic password", user=user,
+    )
+    logger.info("password reset email queued for customer %s", user.pk)
+    return log
+
+
+def password_reset_users_for_email(*, email: str) -> list[CustomerUser]:
+    """Active accounts for an address, whether or not they ever chose a password."""
+    normalized = normalize_email_address(email)
+    if not normalized:
+        return []
+    return list(CustomerUser.objects.filter(email__iexact=normalized, is_active=True))
+
+
+# --- Email verification -------------------------------------------------------------------------
+
+def verify_email_queue(*, user: CustomerUser) -> EmailLog | None:
+    """Queue a verification email (no-op for a verified address). The link is made at send time."""
+    if user.email_verified:
+        return None
+    log = email_queue(
+        kind=EmailLog.Kind.VERIFY_EMAIL, to_email=user.email, subject="Confirm your email address for WebMagic", user=user,
+    )
+    logger.info("verification email queued for customer %s", user.pk)
+    return log
+
+
+def customer_email_verify(*, user: CustomerUser) -> bool:
+    """Mark the address verified. A conditional UPDATE, so two confirmations at once change it once;
+    flipping `email_verified` is also what spends the link. Returns whether this call changed it."""
+    now = timezone.now()
+    changed = CustomerUser.objects.filter(pk=user.pk, email_verified=False).update(
+        email_verified=True, email_verified_at=now, updated_at=now
+    )
+    if changed:
+        user.email_verified, user.email_verified_at = True, now
+        logger.info("customer %s verified their email", user.pk)
+    return bool(changed)
+
+
+# --- Account settings ---------------------------------------------------------------------------
+
+def customer_profile_update(*, user: CustomerUser, full_name: str, phone: str) -> CustomerUser:
+    user.full_name = full_name[:200]
+    user.phone = phone[:40]
+    user.save(update_fields=["full_name", "phone", "updated_at"])
+    logger.info("customer %s updated their profile", user.pk)
+    return user
+
+
+def customer_password_change(*, request: HttpRequest, user: CustomerUser, password: str) -> CustomerUser:
+    """Change the password from account settings. Sessions hold an HMAC of the password hash, so
+    every other session of this account is signed out by the change; update_session_auth_hash
+    keeps (and rotates) the one making the change."""
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])
+    update_session_auth_hash(request, user)
+    logger.info("customer %s changed their password", user.pk)
+    return user
+
+
+# --- Site files ---------------------------------------------------------------------------------
+
+SITE_ARCHIVE_README = """{business_name} — your website files
+{underline}
+
+Exported from WebMagic on {exported} (version {version}).
+
+index.html   The whole website in one file. Open it in a browser to look at it.
+
+To put it online somewhere else, upload index.html to any web host or static hosting
+service (it needs no server-side code) and point your domain at it. Images and fonts
+that the page loads from other addresses keep working as long as those addresses do.
+
+You own this site: you may copy, change and host it wherever you like.
+"""
+
+
+def site_archive_build(*, site, version) -> bytes:
+    """A ZIP of the site's current version, built in memory (one HTML document is small)."""
+    exported = timezone.now()
+    stamp = timezone.localtime(version.created_at).timetuple()[:6]
+    readme = SITE_ARCHIVE_README.format(
+        business_name=site.business_name, underline="=" * (len(site.business_name) + 23),
+        exported=exported.strftime("%Y-%m-%d"), version=version.number,
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("index.html", date_time=stamp), version.html.encode("utf-8"), zipfile.ZIP_DEFLATED)
+        archive.writestr(zipfile.ZipInfo("README.txt", date_time=exported.timetuple()[:6]), readme.encode("utf-8"), zipfile.ZIP_DEFLATED)
+    logger.info("site %s version %s exported as a ZIP", site.pk, version.number)
+    return buffer.getvalue()

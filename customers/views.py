@@ -1,14 +1,28 @@
 import logging
 
-from django.contrib.auth import login
+from django.contrib import admin, messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import services
-from .forms import ChoosePasswordForm
+from . import selectors, services
+from .decorators import verified_customer_required
+from .forms import (
+    AccountPasswordChangeForm,
+    ChoosePasswordForm,
+    EmailLoginForm,
+    PasswordResetRequestForm,
+    ProfileForm,
+)
+from .ratelimits import login_limits, password_change_limits, password_reset_limits, verify_resend_limits
+from .tokens import password_reset_token_generator, verify_email_token_generator
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +31,14 @@ logger = logging.getLogger(__name__)
 SET_PASSWORD_SESSION_KEY = "_set_password_token"
 SET_PASSWORD_URL_TOKEN = "choose"
 
+
+def _no_referrer(response):
+    # Pages reached through a token link must not hand that link to anything they load or link to.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# --- Set-your-password link (from the welcome email) --------------------------------------------
 
 @sensitive_post_parameters("new_password1", "new_password2")
 @never_cache
@@ -38,15 +60,191 @@ def set_password(request, uidb64: str, token: str):
         user = services.customer_password_set_from_link(user=user, password=form.cleaned_data["new_password1"])
         request.session.pop(SET_PASSWORD_SESSION_KEY, None)
         # login() rotates the session key, so a session fixed before this moment is worthless.
-        login(request, user)
-        return redirect("/portal/")
-    response = render(request, "customers/set_password.html", {"form": form, "email": user.email})
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+        services.customer_login(request=request, user=user)
+        return redirect("customers:dashboard")
+    return _no_referrer(render(request, "customers/set_password.html", {"form": form, "email": user.email}))
 
 
 def _invalid_link(request, user):
     logger.info("set-password link refused for customer %s", user.pk if user else "unknown")
-    response = render(request, "customers/set_password_invalid.html", {"password_reset_url": "/portal/password-reset/"})
-    response["Referrer-Policy"] = "no-referrer"
+    return _no_referrer(render(
+        request, "customers/set_password_invalid.html", {"password_reset_url": reverse("customers:password_reset")}
+    ))
+
+
+# --- Sign in and out ------------------------------------------------------------------------------
+
+@method_decorator(login_limits, name="dispatch")
+class LoginView(auth_views.LoginView):
+    template_name = "customers/login.html"
+    authentication_form = EmailLoginForm
+    redirect_authenticated_user = True
+
+    def get_redirect_url(self):
+        """`next` only to a path on this site: no scheme, no host (not even ours), no `//evil`."""
+        url = self.request.POST.get(self.redirect_field_name, self.request.GET.get(self.redirect_field_name, ""))
+        safe = url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None)
+        # Never back to this page: a signed-in visitor would be redirected in a loop.
+        return url if safe and not url.startswith(self.request.path) else ""
+
+    def form_valid(self, form):
+        services.customer_login(request=self.request, user=form.get_user())
+        return redirect(self.get_success_url())
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+login_view = LoginView.as_view()
+logout_view = auth_views.LogoutView.as_view(next_page=reverse_lazy("customers:login"))
+# The admin's own login form gets the same limits, sharing the portal's counters (webmagic/urls.py).
+admin_login = login_limits(admin.site.login)
+
+
+# --- Password reset -------------------------------------------------------------------------------
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@password_reset_limits
+def password_reset(request):
+    """One answer whatever the address: the same page, status and body whether or not an account
+    uses it (only the queued email differs), so the form cannot be used to find customers."""
+    form = PasswordResetRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return render(request, "customers/password_reset_sent.html")
+    return render(request, "customers/password_reset.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@method_decorator(sensitive_post_parameters("new_password1", "new_password2"), name="dispatch")
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset-link flow (token moved into the session, one-hour links from
+    PASSWORD_RESET_TIMEOUT, the password hash change spending the link), with our service and
+    sign-in at the end. Works for accounts that never had a password."""
+
+    template_name = "customers/password_reset_confirm.html"
+    form_class = ChoosePasswordForm
+    reset_url_token = SET_PASSWORD_URL_TOKEN
+    token_generator = password_reset_token_generator
+
+    def dispatch(self, *args, **kwargs):
+        return _no_referrer(super().dispatch(*args, **kwargs))
+
+    def get_user(self, uidb64):
+        return services.set_password_user_from_uidb64(uidb64=uidb64)  # active accounts only
+
+    def form_valid(self, form):
+        # The link reached the inbox, so this also verifies the address. Sessions elsewhere hold
+        # an HMAC of the old password hash and are signed out by the change.
+        user = services.customer_password_set_from_link(user=self.user, password=form.cleaned_data["new_password1"])
+        self.request.session.pop(auth_views.INTERNAL_RESET_SESSION_TOKEN, None)
+        services.customer_login(request=self.request, user=user)
+        messages.success(self.request, "Your new password is saved and you are signed in.")
+        return redirect("customers:dashboard")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["email"] = self.user.email if self.validlink else ""
+        context["password_reset_url"] = reverse("customers:password_reset")
+        return context
+
+
+password_reset_confirm = PasswordResetConfirmView.as_view()
+
+
+# --- Email verification ---------------------------------------------------------------------------
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def verify_email(request, uidb64: str, token: str):
+    """GET only shows a button: mail scanners open links, and must not confirm anything."""
+    user = services.set_password_user_from_uidb64(uidb64=uidb64)
+    if not (user and verify_email_token_generator.check_token(user, token)):
+        logger.info("verification link refused for customer %s", user.pk if user else "unknown")
+        return _no_referrer(render(request, "customers/verify_email_invalid.html"))
+    if request.method == "POST":
+        services.customer_email_verify(user=user)
+        messages.success(request, "Thank you — your email address is confirmed.")
+        if request.user.is_authenticated and request.user.pk == user.pk:
+            return redirect("customers:dashboard")
+        return redirect("customers:login")
+    return _no_referrer(render(request, "customers/verify_email_confirm.html", {"email": user.email}))
+
+
+@require_POST
+@login_required
+@verify_resend_limits
+def verify_email_resend(request):
+    if request.user.email_verified:
+        return redirect("customers:dashboard")
+    services.verify_email_queue(user=request.user)
+    messages.success(request, f"We sent a new confirmation link to {request.user.email}. It works for 24 hours.")
+    return redirect("customers:dashboard")
+
+
+# --- The portal -----------------------------------------------------------------------------------
+
+@require_GET
+@verified_customer_required
+def dashboard(request):
+    sites = selectors.portal_sites_for_owner(user=request.user)
+    return render(request, "customers/dashboard.html", {"portal_sites": sites})
+
+
+@require_GET
+@verified_customer_required
+def site_detail(request, slug: str):
+    confirming = request.GET.get("subscription") == "started"
+    portal_site = selectors.portal_site_for_owner(user=request.user, slug=slug, confirming=confirming)
+    if portal_site is None:
+        raise Http404("No such site")
+    payments = selectors.payments_for_site(user=request.user, site=portal_site.site)
+    return render(request, "customers/site_detail.html", {"portal_site": portal_site, "payments": payments})
+
+
+@require_GET
+@verified_customer_required
+def receipt(request, payment_id: str):
+    payment = selectors.payment_for_receipt(user=request.user, recurrente_payment_id=payment_id)
+    if payment is None:
+        raise Http404("No such payment")
+    return render(request, "customers/receipt.html", {"payment": payment})
+
+
+@require_GET
+@verified_customer_required
+def download(request, slug: str):
+    site, version = selectors.current_version_for_download(user=request.user, slug=slug)
+    if site is None:
+        raise Http404("No such site")
+    if version is None:
+        return render(request, "customers/download_unavailable.html", {"site": site}, status=404)
+    response = HttpResponse(services.site_archive_build(site=site, version=version), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{site.slug}-website.zip"'
     return response
+
+
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@require_http_methods(["GET", "POST"])
+@verified_customer_required
+@password_change_limits
+def account(request):
+    user = request.user
+    action = request.POST.get("action") if request.method == "POST" else None
+    profile_form = ProfileForm(
+        request.POST if action == "profile" else None, initial={"full_name": user.full_name, "phone": user.phone},
+    )
+    password_form = AccountPasswordChangeForm(user, request.POST if action == "password" else None)
+    if action == "profile" and profile_form.is_valid():
+        services.customer_profile_update(user=user, **profile_form.cleaned_data)
+        messages.success(request, "Your details are saved.")
+        return redirect("customers:account")
+    if action == "password" and password_form.is_valid():
+        services.customer_password_change(request=request, user=user, password=password_form.cleaned_data["new_password1"])
+        messages.success(request, "Your password is changed. Any other device signed in to your account has been signed out.")
+        return redirect("customers:account")
+    invalid = (action == "profile" and profile_form.errors) or (action == "password" and password_form.errors)
+    return render(
+        request, "customers/account.html", {"profile_form": profile_form, "password_form": password_form},
+        status=400 if invalid else 200,
+    )

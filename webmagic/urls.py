@@ -2,16 +2,19 @@ from django.contrib import admin
 from django.urls import include, path
 
 from checkout.admin_views import funnel_view
+from customers import views as customer_views
 from webmagic import views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("livez/", views.livez, name="livez"),
+    path("admin/login/", customer_views.admin_login),  # rate-limited like the portal's login
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),
     path("checkout/", include("checkout.urls")),
+    path("portal/sites/<slug:slug>/hosting/", include("checkout.hosting_urls")),
     path("portal/", include("customers.urls")),
     path("webhooks/", include("webhooks.urls")),
     # Imitation of Recurrente's hosted checkout; every view answers 404 unless sandbox mode is on.
