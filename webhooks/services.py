@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -84,29 +84,41 @@ def webhook_delivery_accept(*, headers: Mapping[str, str], body: bytes) -> Intak
     event_type = payload["event_type"]
     object_id = payload.get("id") if isinstance(payload.get("id"), str) else ""
     try:
-        with transaction.atomic():
-            # get_or_create on the unique delivery id: a concurrent duplicate waits for our insert,
-            # fails on the constraint inside Django's savepoint and reads our row instead.
-            event, created = WebhookEvent.objects.get_or_create(
-                delivery_id=delivery_id,
-                defaults={
-                    "event_type": event_type[:100],
-                    "object_id": object_id[:100],
-                    "live_mode": _live_mode(payload),
-                    "raw_body": text,
-                    "payload": payload,
-                },
-            )
-            if created:
-                _enqueue_after_commit(event.pk)
+        event_id, created = _event_store_once(
+            delivery_id=delivery_id, event_type=event_type[:100], object_id=object_id[:100],
+            live_mode=_live_mode(payload), text=text, payload=payload,
+        )
+        if created:
+            _enqueue_after_commit(event_id)
     except DatabaseError as exc:
         logger.exception("webhook %s (%s) could not be stored", delivery_id, event_type[:100])
         raise IntakeUnavailable("database unavailable") from exc
     if created:
-        logger.info("webhook %s stored as event %s: %s %s", delivery_id, event.pk, event.event_type, event.object_id)
+        logger.info("webhook %s stored as event %s: %s %s", delivery_id, event_id, event_type[:100], object_id[:100])
     else:
-        logger.info("webhook %s is a duplicate of event %s; acknowledged", delivery_id, event.pk)
-    return IntakeResult(event_id=event.pk, created=created)
+        logger.info("webhook %s is a duplicate of event %s; acknowledged", delivery_id, event_id)
+    return IntakeResult(event_id=event_id, created=created)
+
+
+def _event_store_once(*, delivery_id: str, event_type: str, object_id: str, live_mode, text: str, payload: dict) -> tuple[int, bool]:
+    """Store a delivery unless its svix-id is already stored: one INSERT … ON CONFLICT DO NOTHING
+    RETURNING id, committed on its own (the hot path of intake: one round trip instead of a
+    transaction, a savepoint, a SELECT and an INSERT). A concurrent duplicate waits on the unique
+    index, inserts nothing, and reads the winner's id."""
+    table = connection.ops.quote_name(WebhookEvent._meta.db_table)
+    payload_param = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    received_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (delivery_id, event_type, object_id, live_mode, raw_body, payload, status, attempts,"  # noqa: S608
+            f" error, received_at) VALUES (%s, %s, %s, %s, %s, {payload_param}, %s, 0, '', %s)"
+            " ON CONFLICT (delivery_id) DO NOTHING RETURNING id",
+            [delivery_id, event_type, object_id, live_mode, text, json.dumps(payload), WebhookEvent.Status.RECEIVED, received_at],
+        )
+        row = cursor.fetchone()
+    if row:
+        return row[0], True
+    return WebhookEvent.objects.values_list("pk", flat=True).get(delivery_id=delivery_id), False
 
 
 def _reject_constant(value: str):

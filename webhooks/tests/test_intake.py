@@ -184,10 +184,12 @@ def test_the_webhook_needs_no_csrf_token(client):
 
 
 def test_a_database_failure_at_intake_answers_503_not_500(client, monkeypatch):
-    def broken(*args, **kwargs):
+    from django.db import connection
+
+    def refused(*args, **kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(WebhookEvent.objects, "get_or_create", broken)
+    monkeypatch.setattr(connection, "cursor", refused)  # the database refuses every statement
     response = post_event(client, UNKNOWN)
     assert response.status_code == 503
     monkeypatch.undo()
