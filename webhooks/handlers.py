@@ -176,6 +176,15 @@ def subscription_changed(event: WebhookEvent, *, status: str) -> str:
     return _ignore_unknown(outcome, subscription_id)
 
 
+def subscription_updated(event: WebhookEvent) -> str:
+    """`subscription.update` says only that something changed: the state is read from the API."""
+    subscription_id = _id(event.payload.get("id"), "su_")
+    if not subscription_id:
+        raise PayloadError("subscription event without a subscription id (su_…)")
+    outcome = subscriptions.subscription_refresh(subscription_id=subscription_id, event_at=_when(event.payload))
+    return _ignore_unknown(outcome, subscription_id)
+
+
 def _subscription(status: str) -> Handler:
     return partial(subscription_changed, status=status)
 
@@ -196,4 +205,8 @@ HANDLERS: dict[str, Handler] = {
     "subscription.unpause": _subscription(Subscription.Status.ACTIVE),
     "subscription.reactivate": _subscription(Subscription.Status.ACTIVE),
     "subscription.cancel": _subscription(Subscription.Status.CANCELLED),
+    "subscription.update": subscription_updated,
+    # Not in Recurrente's documented list (a failed first charge is usually only visible through
+    # the API's status); accepted in case it is sent: the site stays owned.
+    "subscription.unable_to_start": _subscription(Subscription.Status.UNABLE_TO_START),
 }

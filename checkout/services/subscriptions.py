@@ -6,22 +6,35 @@ event's time and is applied only if it is not older than `Subscription.last_even
 Subscription events carry no checkout: we learn `su_…` → our session from the first payment's
 `paymentable`, from a payment we already recorded, or from `GET /subscriptions/{id}`.
 
-Emails for hosting changes (activated, payment problem, suspended) belong to the hosting flow
-(DESIGN §6) and are not sent from here yet.
+The site follows the subscription (DESIGN §6), always with the site row locked: active → site
+live; past_due → still live, the owner is warned; paused → suspended; cancelled → live until the
+paid period ends (the periodic `subscription_periods_end` suspends it then), or at once when
+nothing was paid for the current period; unable_to_start → the site stays owned. Each email is
+queued only on an actual transition, inside the transaction that made it, and carries a dedupe
+key, so a duplicate or re-processed event never sends a second one.
+
+There is deliberately no database constraint "one open subscription per site": this table
+mirrors Recurrente, and Recurrente can have two live subscriptions for one site (an old paused
+one unpaused after a new one started). A constraint would make such an event fail forever
+instead of recording the money; we record it and tell staff (double billing) instead. Starting a
+second subscription from our own portal is prevented in checkout/services/hosting.py.
 """
 
 import logging
 from datetime import datetime
 
+from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db.models import Q
+from django.utils import dateformat, timezone
 from django.utils.dateparse import parse_datetime
 
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteNotFound, recurrente_client
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
 from sites.models import Site
-from webmagic.emails import email_alert_staff
-from webmagic.money import to_cents
+from webmagic.emails import absolute_url, email_alert_staff, email_queue
+from webmagic.models import EmailLog
+from webmagic.money import format_usd, to_cents
 
 from .payments import CheckoutSessionNotFound, Outcome, PaymentConfirmation, payment_metadata_cross_check, payment_row_create
 
@@ -29,6 +42,16 @@ logger = logging.getLogger(__name__)
 
 # Subscription states in which the site is live (past_due stays live while Recurrente retries).
 LIVE_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+
+# Recurrente's `status` values (GET /subscriptions/{id}) as ours.
+API_STATUSES = {
+    "active": Subscription.Status.ACTIVE,
+    "past_due": Subscription.Status.PAST_DUE,
+    "paused": Subscription.Status.PAUSED,
+    "cancelled": Subscription.Status.CANCELLED,
+    "canceled": Subscription.Status.CANCELLED,
+    "unable_to_start": Subscription.Status.UNABLE_TO_START,
+}
 
 
 def subscription_payment_record(*, confirmation: PaymentConfirmation, session: CheckoutSession | None) -> Outcome:
@@ -44,6 +67,9 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
             f"nor subscription {confirmation.subscription_id} is known"
         )
     site_id = subscription.site_id if subscription else session.site_id
+    renewal = subscription is not None and _is_renewal(subscription=subscription, session=session)
+    # Asked before any row is locked (never hold a lock during an HTTP call).
+    period_end = _renewal_period_end_fetch(subscription=subscription) if renewal else None
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)  # same lock order as purchases
         if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():
@@ -92,6 +118,14 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
         if session is not None:
             payment_metadata_cross_check(session=session, confirmation=confirmation)
         if subscription is not None:
+            if renewal:
+                _subscription_extend_period(subscription=subscription, period_end=period_end, paid_at=payment.paid_at)
+            elif subscription.current_period_end is None:
+                # The first payment came before subscription.create (no API call made): until
+                # Recurrente tells us, the paid period is the one month this payment bought.
+                subscription.current_period_start = payment.paid_at
+                subscription.current_period_end = payment.paid_at + relativedelta(months=1)
+                subscription.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
             _subscription_apply(subscription=subscription, site=site, status=Subscription.Status.ACTIVE, event_at=confirmation.paid_at)
         logger.info(
             "hosting payment %s recorded for site %s (subscription %s)",
@@ -112,6 +146,9 @@ def subscription_status_record(
         session, details = _subscription_origin_find(subscription_id=subscription_id, payment_id=payment_id)
         if session is None:
             return Outcome.UNKNOWN_SUBSCRIPTION
+        if API_STATUSES.get(str(details.get("status", ""))) == Subscription.Status.UNABLE_TO_START:
+            # Recurrente already knows the first charge failed: never put the site live for it.
+            status = Subscription.Status.UNABLE_TO_START
     site_id = subscription.site_id if subscription else session.site_id
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
@@ -131,6 +168,87 @@ def subscription_status_record(
             # Recurrente only creates a subscription once its first charge went through.
             _session_complete(session=session, user=subscription.user)
     return Outcome.RECORDED if applied else Outcome.STALE
+
+
+def subscription_refresh(*, subscription_id: str, event_at: datetime | None = None) -> Outcome:
+    """`subscription.update` (and anything else that only says "something changed"): read the
+    state from Recurrente's API, outside any lock, and apply it like an event of that time."""
+    try:
+        details = recurrente_client().get_subscription(subscription_id)
+    except RecurrenteNotFound:
+        logger.warning("subscription %s: Recurrente does not know it; update ignored", subscription_id)
+        return Outcome.UNKNOWN_SUBSCRIPTION
+    status = API_STATUSES.get(str(details.get("status", "")))
+    if status is None:
+        logger.warning("subscription %s: unknown status %r from Recurrente; ignored", subscription_id, str(details.get("status"))[:40])
+        return Outcome.UNKNOWN_SUBSCRIPTION
+    subscription = Subscription.objects.filter(recurrente_subscription_id=subscription_id).first()
+    if subscription is not None:
+        with transaction.atomic():
+            subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+            _subscription_extend_period(subscription=subscription, period_end=api_datetime(details.get("current_period_end")))
+    return subscription_status_record(subscription_id=subscription_id, status=status, event_at=event_at)
+
+
+def subscription_periods_end(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Periodic: subscriptions that were cancelled (in the portal, or by Recurrente) keep the site
+    live until the paid period ends; after it, suspend the site once and tell the owner.
+    Returns how many sites were suspended. Safe to run twice at once: every change is made with
+    the site locked and re-checked."""
+    now = now or timezone.now()
+    due = list(
+        Subscription.objects.filter(current_period_end__lte=now, site__status=Site.Status.ACTIVE)
+        .filter(Q(cancel_requested_at__isnull=False) | Q(status=Subscription.Status.CANCELLED))
+        .order_by("current_period_end").values_list("pk", flat=True)[:limit]
+    )
+    suspended = 0
+    for subscription_pk in due:
+        with transaction.atomic():
+            subscription = Subscription.objects.filter(pk=subscription_pk).first()
+            if subscription is None:
+                continue
+            site = Site.objects.select_for_update().get(pk=subscription.site_id)
+            subscription = Subscription.objects.select_for_update().get(pk=subscription_pk)
+            if subscription_period_end_apply(subscription=subscription, site=site, now=now):
+                suspended += 1
+    if due:
+        logger.info("hosting periods ended: %s subscription(s) looked at, %s site(s) suspended", len(due), suspended)
+    return suspended
+
+
+def subscription_period_end_apply(*, subscription: Subscription, site: Site, now: datetime) -> bool:
+    """With the site and subscription locked: if this cancelled subscription's paid period is
+    over, it is cancelled for good and the site is suspended (unless another subscription pays
+    for it). True if the site was suspended now."""
+    if subscription.current_period_end is None or subscription.current_period_end > now:
+        return False
+    if subscription.cancel_requested_at is None and subscription.status != Subscription.Status.CANCELLED:
+        return False
+    if subscription.status != Subscription.Status.CANCELLED:
+        # We cancelled it at Recurrente (DELETE answered OK) and the period is over; whether or
+        # not its subscription.cancel webhook ever comes, the mirror says what is true now.
+        subscription.status = Subscription.Status.CANCELLED
+        subscription.cancelled_at = subscription.cancelled_at or now
+        subscription.save(update_fields=["status", "cancelled_at", "updated_at"])
+    if site.status != Site.Status.ACTIVE or _site_paid_by_another(site=site, subscription=subscription, now=now):
+        return False
+    _site_suspend(site=site, subscription=subscription, reason="ended", occasion=f"end:{subscription.current_period_end.isoformat()}")
+    return True
+
+
+def hosting_cancelled_email_queue(*, site: Site, subscription: Subscription) -> None:
+    """"Your hosting is cancelled; the site stays live until …". Once per subscription, whether
+    we learnt of the cancellation from the portal or from Recurrente's webhook."""
+    until = subscription.current_period_end
+    _owner_email_queue(
+        site=site, kind=EmailLog.Kind.HOSTING_SUSPENDED,
+        subject=f"Hosting for {site.business_name} is cancelled",
+        context={
+            "reason": "cancel_scheduled",
+            "live_until": dateformat.format(timezone.localtime(until), "F j, Y") if until else "",
+        },
+        dedupe_key=f"hosting_cancelled:{subscription.pk}",
+    )
 
 
 # --- Internals -----------------------------------------------------------------------------------
@@ -200,6 +318,7 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
             subscription.recurrente_subscription_id, status, event_at.isoformat(), subscription.last_event_at.isoformat(),
         )
         return False
+    previous = subscription.status
     subscription.status = status
     fields = ["status", "updated_at"]
     if event_at:
@@ -209,14 +328,18 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
         subscription.cancelled_at = event_at or timezone.now()
         fields.append("cancelled_at")
     subscription.save(update_fields=fields)
-    _site_follow_subscription(site=site, subscription=subscription)
+    # The occasion names this change in email dedupe keys: a redelivery of the same event (same
+    # time) is the same occasion, a later pause or unpause is a new one.
+    occasion = (event_at or timezone.now()).isoformat()
+    _site_follow_subscription(site=site, subscription=subscription, previous=previous, occasion=occasion)
     logger.info("subscription %s is now %s (site %s)", subscription.recurrente_subscription_id, status, site.pk)
     return True
 
 
-def _site_follow_subscription(*, site: Site, subscription: Subscription) -> None:
+def _site_follow_subscription(*, site: Site, subscription: Subscription, previous: str, occasion: str) -> None:
     now = timezone.now()
-    if subscription.status == Subscription.Status.ACTIVE:
+    status = subscription.status
+    if status == Subscription.Status.ACTIVE:
         if site.status == Site.Status.PREVIEW:
             # Hosting is only sold to owners; a live subscription on an unsold site needs a person.
             logger.error("subscription %s is active but site %s is still a preview", subscription.recurrente_subscription_id, site.pk)
@@ -228,23 +351,175 @@ def _site_follow_subscription(*, site: Site, subscription: Subscription) -> None
             )
             return
         if site.status in (Site.Status.OWNED, Site.Status.SUSPENDED):
-            site.status = Site.Status.ACTIVE
-            site.activated_at = now
-            site.suspended_at = None
-            site.save(update_fields=["status", "activated_at", "suspended_at", "updated_at"])
+            _site_activate(site=site, subscription=subscription, occasion=occasion)
+        elif previous != Subscription.Status.ACTIVE:
+            _double_billing_check(site=site, subscription=subscription, now=now)
         return
-    if subscription.status in (Subscription.Status.PAUSED, Subscription.Status.CANCELLED) and site.status == Site.Status.ACTIVE:
-        if site.subscriptions.exclude(pk=subscription.pk).filter(status__in=LIVE_STATUSES).exists():
-            return  # an old subscription ending does not take down the one that replaced it
-        if (
-            subscription.status == Subscription.Status.CANCELLED
-            and subscription.current_period_end
-            and subscription.current_period_end > now
-        ):
-            return  # paid until the end of the period: the site stays live until then
-        site.status = Site.Status.SUSPENDED
-        site.suspended_at = now
-        site.save(update_fields=["status", "suspended_at", "updated_at"])
+    if status == Subscription.Status.PAST_DUE:
+        if previous != Subscription.Status.PAST_DUE and site.status == Site.Status.ACTIVE:
+            _owner_email_queue(
+                site=site, kind=EmailLog.Kind.PAYMENT_PROBLEM,
+                subject=f"Action needed: your hosting payment for {site.business_name} did not go through",
+                context={"amount": _amount_display(subscription)},
+                dedupe_key=f"payment_problem:{subscription.pk}:{occasion}",
+            )
+        return
+    if status == Subscription.Status.UNABLE_TO_START:
+        # The first charge never went through: nothing was bought, the site stays as it is (owned).
+        logger.info("subscription %s could not start; site %s stays %s", subscription.recurrente_subscription_id, site.pk, site.status)
+        return
+    if status not in (Subscription.Status.PAUSED, Subscription.Status.CANCELLED) or site.status != Site.Status.ACTIVE:
+        return
+    if _site_paid_by_another(site=site, subscription=subscription, now=now):
+        return  # an old subscription ending does not take down the one that replaced it
+    if (
+        status == Subscription.Status.CANCELLED
+        and subscription.current_period_end
+        and subscription.current_period_end > now
+        and previous != Subscription.Status.PAST_DUE
+    ):
+        # Paid until the end of the period: the site stays live until then, and the periodic
+        # subscription_periods_end suspends it after. (A cancellation after failed renewal
+        # charges, from past_due, has nothing paid for this period: it suspends now.)
+        hosting_cancelled_email_queue(site=site, subscription=subscription)
+        return
+    reason = "paused" if status == Subscription.Status.PAUSED else "cancelled"
+    _site_suspend(site=site, subscription=subscription, reason=reason, occasion=occasion)
+
+
+def _site_paid_by_another(*, site: Site, subscription: Subscription, now: datetime) -> bool:
+    """Does another subscription of this site still pay for hosting right now?"""
+    return site.subscriptions.exclude(pk=subscription.pk).filter(
+        Q(status__in=LIVE_STATUSES, cancel_requested_at__isnull=True)
+        | Q(status__in=LIVE_STATUSES, current_period_end__gt=now)
+        | Q(status=Subscription.Status.CANCELLED, current_period_end__gt=now)
+    ).exists()
+
+
+def _site_activate(*, site: Site, subscription: Subscription, occasion: str) -> None:
+    reactivation = site.status == Site.Status.SUSPENDED
+    site.status = Site.Status.ACTIVE
+    site.activated_at = timezone.now()
+    site.suspended_at = None
+    site.save(update_fields=["status", "activated_at", "suspended_at", "updated_at"])
+    logger.info("site %s is live (subscription %s)", site.pk, subscription.recurrente_subscription_id)
+    context = {"reactivated": False}
+    subject = f"{site.business_name} is live"
+    # The first activation of a subscription is one email ever; a later return from a pause or
+    # suspension is one email per occasion.
+    if _owner_email_queue(
+        site=site, kind=EmailLog.Kind.HOSTING_ACTIVATED, subject=subject, context=context,
+        dedupe_key=f"hosting_activated:{subscription.pk}",
+    ) is None and reactivation:
+        _owner_email_queue(
+            site=site, kind=EmailLog.Kind.HOSTING_ACTIVATED, subject=f"{site.business_name} is live again",
+            context={"reactivated": True}, dedupe_key=f"hosting_reactivated:{subscription.pk}:{occasion}",
+        )
+
+
+def _site_suspend(*, site: Site, subscription: Subscription, reason: str, occasion: str) -> None:
+    site.status = Site.Status.SUSPENDED
+    site.suspended_at = timezone.now()
+    site.save(update_fields=["status", "suspended_at", "updated_at"])
+    logger.info("site %s suspended: subscription %s %s", site.pk, subscription.recurrente_subscription_id, reason)
+    _owner_email_queue(
+        site=site, kind=EmailLog.Kind.HOSTING_SUSPENDED, subject=f"{site.business_name} is offline",
+        context={"reason": reason}, dedupe_key=f"hosting_suspended:{subscription.pk}:{occasion}",
+    )
+
+
+def _double_billing_check(*, site: Site, subscription: Subscription, now: datetime) -> None:
+    if not _site_paid_by_another(site=site, subscription=subscription, now=now):
+        return
+    others = list(
+        site.subscriptions.exclude(pk=subscription.pk).filter(status__in=LIVE_STATUSES)
+        .values_list("recurrente_subscription_id", flat=True)
+    )
+    logger.error("site %s has more than one paying subscription: %s and %s", site.pk, subscription.recurrente_subscription_id, others)
+    email_alert_staff(
+        subject=f"Site {site.slug} is billed by two hosting subscriptions",
+        body=(
+            f"Subscription {subscription.recurrente_subscription_id} became active for site {site.slug} while "
+            f"{', '.join(others) or 'another subscription'} still pays for it. The owner is probably charged twice: "
+            "cancel one of them in admin (Subscriptions) and refund if needed."
+        ),
+        dedupe_key=f"double-subscription:{site.pk}:{subscription.pk}",
+    )
+
+
+def _owner_email_queue(*, site: Site, kind: str, subject: str, context: dict, dedupe_key: str) -> EmailLog | None:
+    owner = site.owner
+    if owner is None:
+        logger.warning("site %s has no owner to email (%s)", site.pk, kind)
+        return None
+    return email_queue(
+        kind=kind, to_email=owner.email, subject=subject, user=owner, dedupe_key=dedupe_key,
+        context={
+            "customer_name": owner.full_name,
+            "site_name": site.business_name,
+            "site_url": absolute_url(f"/sites/{site.slug}/"),
+            "portal_url": absolute_url(portal_site_path(site.slug)),
+            **context,
+        },
+    )
+
+
+def portal_site_path(slug: str) -> str:
+    """The owner's page for one site in the portal (customers app): where hosting is managed."""
+    return f"/portal/sites/{slug}/"
+
+
+def _is_renewal(*, subscription: Subscription, session: CheckoutSession | None) -> bool:
+    """A payment for a subscription we already know that is not its first payment."""
+    if session is not None and session.status != CheckoutSession.Status.COMPLETED:
+        return False
+    return subscription.payments.exists()
+
+
+def _renewal_period_end_fetch(*, subscription: Subscription) -> datetime | None:
+    try:
+        details = recurrente_client().get_subscription(subscription.recurrente_subscription_id)
+    except RecurrenteError as exc:
+        # The payment must be recorded anyway; the period is then estimated (one month on).
+        logger.warning(
+            "subscription %s: could not read its period after a renewal (%s)", subscription.recurrente_subscription_id, type(exc).__name__
+        )
+        return None
+    return api_datetime(details.get("current_period_end"))
+
+
+def _subscription_extend_period(
+    *, subscription: Subscription, period_end: datetime | None, paid_at: datetime | None = None
+) -> None:
+    """Move current_period_end forward (never back): to what Recurrente says, or, when it could
+    not say, one month past the period this renewal paid for."""
+    if period_end is None and paid_at is not None and subscription.current_period_end is not None:
+        base = subscription.current_period_end
+        if paid_at >= base - relativedelta(days=7):  # a renewal is charged at the end of its period
+            period_end = base + relativedelta(months=1)
+    if period_end is None or (subscription.current_period_end and period_end <= subscription.current_period_end):
+        return
+    previous_end = subscription.current_period_end
+    subscription.current_period_end = period_end
+    fields = ["current_period_end", "updated_at"]
+    if previous_end is not None:
+        subscription.current_period_start = previous_end
+        fields.append("current_period_start")
+    subscription.save(update_fields=fields)
+    logger.info("subscription %s paid until %s", subscription.recurrente_subscription_id, period_end.isoformat())
+
+
+def _amount_display(subscription: Subscription) -> str:
+    if subscription.currency == "USD":
+        return format_usd(subscription.amount)
+    return f"{subscription.amount:,.2f} {subscription.currency}"
+
+
+def api_datetime(value) -> datetime | None:
+    try:
+        return parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _session_complete(*, session: CheckoutSession, user) -> None:
