@@ -40,3 +40,22 @@ def cleanup_old_abandoned_carts() -> dict:
     from .services.recovery import abandoned_carts_cleanup
 
     return abandoned_carts_cleanup()
+
+
+# --- Hosting (beat: see migration 0005_hosting_periodic_tasks) -------------------------------
+@shared_task(acks_late=True)
+def suspend_ended_subscriptions() -> int:
+    """Every 15 minutes: a cancelled subscription's site goes offline once its paid period is
+    over. Idempotent: each site is suspended (and emailed) once, with its row locked."""
+    from .services.subscriptions import subscription_periods_end
+
+    return subscription_periods_end()
+
+
+@shared_task(acks_late=True)
+def send_hosting_nudges() -> int:
+    """Hourly: one "activate hosting" email to owners who bought 24 hours ago and never started
+    it. Safe when two ticks overlap (sites are claimed with a conditional UPDATE)."""
+    from .services.hosting import hosting_nudges_send
+
+    return hosting_nudges_send()

@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),
     path("checkout/", include("checkout.urls")),
+    path("portal/sites/<slug:slug>/hosting/", include("checkout.hosting_urls")),
     path("portal/", include("customers.urls")),
     path("webhooks/", include("webhooks.urls")),
     # Imitation of Recurrente's hosted checkout; every view answers 404 unless sandbox mode is on.

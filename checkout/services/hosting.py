@@ -1,0 +1,257 @@
+"""Hosting from the portal (DESIGN §6): start the $95/month subscription checkout, cancel it,
+and nudge owners who bought a site but never put it live.
+
+What happens after the buyer pays (subscription.create, the first payment, renewals, pauses,
+cancellations) is the webhooks' business: checkout/services/subscriptions.py.
+
+"Open" subscription, for starting hosting: one that is pending, active or past_due and not a
+cancelled-in-the-portal one whose paid period is over. A paused subscription does not block a new
+start: its site is suspended and the owner needs a way back online (DESIGN: "a suspended or owned
+site goes active again when a new subscription starts"). The guard is made with the site row
+locked; see subscriptions.py for why it is not a database constraint.
+"""
+
+import logging
+from datetime import timedelta
+
+from dateutil.relativedelta import relativedelta
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from checkout.models import CheckoutSession, Payment, Subscription
+from checkout.recurrente import RecurrenteError, recurrente_client
+from sites.models import Site
+from webmagic.emails import absolute_url, email_queue
+from webmagic.models import EmailLog, EmailSuppression
+from webmagic.money import format_usd, to_cents
+
+from .purchase import checkout_create, checkout_lifetime, checkout_payload
+from .subscriptions import api_datetime, hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+CANCELLABLE_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE, Subscription.Status.PAUSED)
+NUDGE_AFTER = timedelta(hours=24)
+
+
+class HostingRefused(Exception):
+    """Hosting cannot be started or cancelled for this site now. The message is for the owner."""
+
+
+class HostingNotOwner(HostingRefused):
+    """The user does not own the site (views answer 404 before getting here)."""
+
+
+class HostingCancelFailed(Exception):
+    """Recurrente did not cancel the subscription; nothing was changed on our side."""
+
+
+# --- Reads shared by the views -------------------------------------------------------------
+
+def subscription_open_for_site(*, site_id, now=None) -> Subscription | None:
+    now = now or timezone.now()
+    ended = Q(cancel_requested_at__isnull=False, current_period_end__lte=now)
+    return (
+        Subscription.objects.filter(site_id=site_id, status__in=OPEN_STATUSES).exclude(ended)
+        .order_by("-created_at").first()
+    )
+
+
+def subscription_cancellable_for_site(*, site_id) -> Subscription | None:
+    """The subscription "Cancel hosting" would cancel: the newest one still billing."""
+    return (
+        Subscription.objects.filter(site_id=site_id, status__in=CANCELLABLE_STATUSES, cancel_requested_at__isnull=True)
+        .order_by("-created_at").first()
+    )
+
+
+# --- Start -----------------------------------------------------------------------------------
+
+def hosting_checkout_start(*, site_id, user) -> CheckoutSession:
+    """A CheckoutSession with a Recurrente checkout URL for this site's hosting, reusing an open
+    one. The session row is committed before Recurrente is called. Raises HostingNotOwner,
+    HostingRefused, or purchase.CheckoutUnavailable when Recurrente fails."""
+    session, reusable = _hosting_session_open_or_create(site_id=site_id, user=user)
+    if reusable:
+        logger.info("hosting checkout session %s reused for site %s", session.pk, site_id)
+        return session
+    return checkout_create(session_id=session.pk, payload_builder=hosting_checkout_payload)
+
+
+def _hosting_sessions(*, site_id):
+    return CheckoutSession.objects.filter(
+        site_id=site_id, kind=CheckoutSession.Kind.SUBSCRIPTION, created_at__gte=timezone.now() - checkout_lifetime(),
+    )
+
+
+def _hosting_session_open_or_create(*, site_id, user) -> tuple[CheckoutSession, bool]:
+    with transaction.atomic():
+        # The site lock serialises hosting starts (a double click, two tabs) and the webhooks
+        # that activate it, so the "no open subscription" check cannot race either.
+        site = Site.objects.select_for_update().get(pk=site_id)
+        if site.owner_id is None or site.owner_id != user.pk:
+            raise HostingNotOwner(f"user {user.pk} does not own site {site.pk}")
+        if site.status == Site.Status.ACTIVE:
+            raise HostingRefused("Hosting is already active: your site is live.")
+        if site.status not in (Site.Status.OWNED, Site.Status.SUSPENDED):
+            raise HostingRefused("Hosting can only be started for a site you own.")
+        open_subscription = subscription_open_for_site(site_id=site.pk)
+        if open_subscription is not None:
+            logger.info("site %s already has open subscription %s", site.pk, open_subscription.recurrente_subscription_id)
+            raise HostingRefused("This site already has a hosting subscription; it will be live as soon as it is confirmed.")
+        open_session = _hosting_sessions(site_id=site.pk).filter(
+            status=CheckoutSession.Status.CHECKOUT_CREATED
+        ).order_by("-created_at").first()
+        if open_session is not None:
+            return open_session, True
+        in_flight = _hosting_sessions(site_id=site.pk).filter(
+            status=CheckoutSession.Status.INITIATED, checkout_error="", created_at__gte=timezone.now() - timedelta(minutes=1),
+        ).order_by("-created_at").first()
+        if in_flight is None:
+            session = CheckoutSession.objects.create(
+                site=site, kind=CheckoutSession.Kind.SUBSCRIPTION, status=CheckoutSession.Status.INITIATED,
+                customer_name=(user.full_name or user.email)[:200], customer_email=user.email, user=user,
+                amount=site.monthly_amount, currency=site.currency,
+            )
+            logger.info("hosting checkout session %s initiated for site %s by customer %s", session.pk, site.pk, user.pk)
+            return session, False
+    # Another request is creating this site's checkout right now (it holds the session row lock
+    # during its Recurrente call): wait for it and reuse what it got.
+    with transaction.atomic():
+        session = CheckoutSession.objects.select_for_update().get(pk=in_flight.pk)
+    return session, session.status == CheckoutSession.Status.CHECKOUT_CREATED
+
+
+def hosting_checkout_payload(session: CheckoutSession) -> dict:
+    """POST /checkouts for hosting: one recurring item only (never mixed with a one-time item:
+    Recurrente fails such checkouts at payment time)."""
+    site = session.site
+    item = {
+        "name": f"Website hosting — {site.business_name}"[:200],
+        "amount_in_cents": to_cents(session.amount),
+        "currency": session.currency,
+        "quantity": 1,
+        "charge_type": "recurring",
+        "billing_interval": "month",
+        "billing_interval_count": 1,
+        "payment_method_types": ["card"],
+    }
+    portal = settings.SITE_URL + portal_site_path(site.slug)
+    extra = {}
+    customer_id = session.user.recurrente_customer_id if session.user_id else ""
+    if customer_id:
+        extra["user_id"] = customer_id  # pre-fills the buyer on Recurrente's page
+    return checkout_payload(
+        session=session, item=item, success_url=portal + "?subscription=started", cancel_url=portal, extra=extra,
+    )
+
+
+# --- Cancel ----------------------------------------------------------------------------------
+
+def hosting_cancel(*, site_id, user) -> Subscription:
+    """Cancel the site's subscription at Recurrente; the site stays live until the paid period
+    ends (subscription_periods_end suspends it then). Raises HostingNotOwner, HostingRefused, or
+    HostingCancelFailed (nothing changed) when Recurrente fails."""
+    site = Site.objects.get(pk=site_id)
+    if site.owner_id is None or site.owner_id != user.pk:
+        raise HostingNotOwner(f"user {user.pk} does not own site {site.pk}")
+    subscription = subscription_cancellable_for_site(site_id=site.pk)
+    if subscription is None:
+        already = Subscription.objects.filter(site_id=site.pk, cancel_requested_at__isnull=False).order_by("-cancel_requested_at").first()
+        if already is not None:
+            return already  # a repeated confirmation (double click, back button): already done
+        raise HostingRefused("There is no active hosting subscription to cancel.")
+    su_id = subscription.recurrente_subscription_id
+    client = recurrente_client()
+    # Outside any transaction: no row is locked while we wait on Recurrente.
+    try:
+        client.cancel_subscription(su_id)
+    except RecurrenteError as exc:
+        subscription.refresh_from_db()
+        if subscription.cancel_requested_at is not None:
+            return subscription  # a concurrent request cancelled it first; this call's error is moot
+        logger.warning("subscription %s (site %s): cancel failed at Recurrente (%s)", su_id, site.pk, type(exc).__name__)
+        raise HostingCancelFailed(str(exc)) from exc
+    period_end = None
+    try:
+        period_end = api_datetime(client.get_subscription(su_id).get("current_period_end"))
+    except RecurrenteError as exc:
+        logger.info("subscription %s: period not readable after cancel (%s); using ours", su_id, type(exc).__name__)
+
+    now = timezone.now()
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=site_id)
+        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        if subscription.cancel_requested_at is None:
+            subscription.cancel_requested_at = now
+            if period_end and (subscription.current_period_end is None or period_end > subscription.current_period_end):
+                subscription.current_period_end = period_end
+            if subscription.current_period_end is None:
+                subscription.current_period_end = _period_end_estimate(subscription=subscription, now=now)
+            subscription.save(update_fields=["cancel_requested_at", "current_period_end", "updated_at"])
+            logger.info(
+                "subscription %s cancelled from the portal by customer %s; site %s live until %s",
+                su_id, user.pk, site.pk, subscription.current_period_end.isoformat(),
+            )
+            if site.status == Site.Status.ACTIVE and subscription.current_period_end > now:
+                hosting_cancelled_email_queue(site=site, subscription=subscription)
+            # A period already over (or unknown and unpaid) ends now rather than at the next tick.
+            subscription_period_end_apply(subscription=subscription, site=site, now=now)
+    return subscription
+
+
+def _period_end_estimate(*, subscription: Subscription, now):
+    """No period from Recurrente: one month after the last hosting payment, else now."""
+    last_paid = subscription.payments.filter(status=Payment.Status.SUCCEEDED).order_by("-paid_at").values_list("paid_at", flat=True).first()
+    if last_paid is None:
+        return now
+    return max(now, last_paid + relativedelta(months=1))
+
+
+# --- Nudge -----------------------------------------------------------------------------------
+
+def hosting_nudges_send(*, now=None, limit: int = 200) -> int:
+    """Owners who paid for a site 24 hours ago and never started hosting get one email. Each site
+    is claimed with a conditional UPDATE (hosting_nudge_sent_at from NULL) in the transaction
+    that queues its email, so two overlapping runs nudge it once; the email's dedupe key says the
+    same in the database. Returns how many emails were queued."""
+    now = now or timezone.now()
+    due = list(
+        Site.objects.filter(
+            status=Site.Status.OWNED, hosting_nudge_sent_at__isnull=True, purchased_at__lte=now - NUDGE_AFTER,
+            owner__isnull=False,
+        ).filter(subscriptions__isnull=True).order_by("purchased_at").values_list("pk", flat=True)[:limit]
+    )
+    sent = 0
+    for site_id in due:
+        with transaction.atomic():
+            claimed = Site.objects.filter(
+                pk=site_id, status=Site.Status.OWNED, hosting_nudge_sent_at__isnull=True,
+            ).update(hosting_nudge_sent_at=now, updated_at=now)
+            if not claimed:
+                continue  # another run took it, or the site moved on
+            site = Site.objects.select_related("owner").get(pk=site_id)
+            if Subscription.objects.filter(site_id=site_id).exists():
+                continue  # hosting started since the scan: claimed, nothing to say
+            if EmailSuppression.objects.filter(email=site.owner.email.lower()).exists():
+                logger.info("site %s: owner unsubscribed from reminders; no hosting nudge", site_id)
+                continue
+            log = email_queue(
+                kind=EmailLog.Kind.HOSTING_NUDGE, to_email=site.owner.email, user=site.owner,
+                subject=f"{site.business_name} is ready to go live",
+                context={
+                    "customer_name": site.owner.full_name,
+                    "site_name": site.business_name,
+                    "monthly_price": format_usd(site.monthly_amount),
+                    "activate_url": absolute_url(portal_site_path(site.slug)),
+                    "site_url": absolute_url(f"/sites/{site.slug}/"),
+                },
+                dedupe_key=f"hosting_nudge:{site_id}",
+            )
+            if log is not None:
+                sent += 1
+                logger.info("site %s: hosting nudge queued as email %s", site_id, log.pk)
+    return sent

@@ -1,0 +1,235 @@
+"""Cancelling hosting from the portal (DESIGN §6): confirmation, DELETE /subscriptions/{id}, the
+site stays live until the paid period ends, then the periodic task suspends it once."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import responses as responses_lib
+from django.contrib.messages import get_messages
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+from freezegun import freeze_time
+
+from checkout.models import Subscription
+from checkout.services.hosting import hosting_cancel
+from checkout.tasks import suspend_ended_subscriptions
+from checkout.tests.factories import PaymentFactory, SubscriptionFactory
+from checkout.tests.fixtures import recurrente_fixture
+from customers.tests.factories import CustomerFactory
+from sites.models import Site
+from sites.tests.factories import SiteFactory
+from webhooks.tests.helpers import post_event, subscription_event
+from webmagic.models import EmailLog
+
+from .conftest import API
+
+pytestmark = pytest.mark.django_db
+
+SU = "su_9xk2p7qv"
+PERIOD_END = datetime(2026, 12, 21, 15, 2, 17, 636000, tzinfo=UTC)  # api/get_subscription.response.json
+
+
+@pytest.fixture
+def owner(db):
+    return CustomerFactory(email="maria.lopez@example.com", full_name="María López")
+
+
+@pytest.fixture
+def live_site(owner):
+    site = SiteFactory(slug="la-plumbing-pros", business_name="LA Plumbing Pros", status=Site.Status.ACTIVE, owner=owner)
+    subscription = SubscriptionFactory(
+        site=site, user=owner, recurrente_subscription_id=SU, status=Subscription.Status.ACTIVE,
+        amount=Decimal("95.00"), current_period_end=PERIOD_END - timedelta(days=30),
+        last_event_at=datetime(2026, 11, 21, 15, 2, 18, tzinfo=UTC),
+    )
+    site.subscription = subscription
+    return site
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def api_ok(recurrente_api):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json=recurrente_fixture("api/cancel_subscription.response.json"))
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=recurrente_fixture("api/get_subscription.response.json"))
+    return recurrente_api
+
+
+def cancel_url(site):
+    return reverse("hosting:cancel", kwargs={"slug": site.slug})
+
+
+def deletes(mock):
+    return [call for call in mock.calls if call.request.method == "DELETE"]
+
+
+def flash(response):
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_get_asks_for_confirmation_and_changes_nothing(owner_client, live_site, api_ok):
+    response = owner_client.get(cancel_url(live_site))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Cancel hosting?" in body and "Yes, cancel hosting" in body and 'method="post"' in body
+    assert "csrfmiddlewaretoken" in body and "/portal/sites/la-plumbing-pros/" in body
+    assert "style=" not in body and "<script>" not in body  # strict CSP: no inline styles or scripts
+    assert deletes(api_ok) == []
+    assert Subscription.objects.get().cancel_requested_at is None
+
+
+def test_confirming_cancels_at_recurrente_and_keeps_the_site_live_until_the_period_ends(
+    owner_client, live_site, api_ok, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(cancel_url(live_site))
+
+    assert response.status_code == 303 and response["Location"] == "/portal/sites/la-plumbing-pros/"
+    assert "stays live until December 21, 2026" in flash(response)[0]
+    [call] = deletes(api_ok)
+    assert call.request.url == f"{API}/subscriptions/{SU}"
+    subscription = Subscription.objects.get()
+    assert subscription.cancel_requested_at is not None
+    assert subscription.status == Subscription.Status.ACTIVE  # Recurrente's state until the period ends
+    assert subscription.current_period_end == PERIOD_END  # refreshed from the API
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+    [notice] = EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED)
+    assert notice.context["reason"] == "cancel_scheduled" and notice.context["live_until"] == "December 21, 2026"
+    assert "stays live until December 21, 2026" in mail.outbox[-1].body
+
+
+def test_the_later_cancel_webhook_changes_nothing_more(owner_client, client, live_site, api_ok, django_capture_on_commit_callbacks):
+    owner_client.post(cancel_url(live_site))
+    client.logout()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_event(client, subscription_event("subscription.cancel.json")).status_code == 200
+    subscription = Subscription.objects.get()
+    assert subscription.status == Subscription.Status.CANCELLED
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).count() == 1  # the one cancellation notice
+
+
+def test_the_cancel_webhook_arriving_first_is_fine_too(owner_client, client, live_site, api_ok, django_capture_on_commit_callbacks):
+    Subscription.objects.update(current_period_end=PERIOD_END)
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(client, subscription_event("subscription.cancel.json"))
+    owner_client.force_login(live_site.owner)
+    response = owner_client.post(cancel_url(live_site))
+    assert response.status_code == 303
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).count() == 1
+
+
+def test_after_the_period_the_task_suspends_the_site_once_and_emails_once(owner_client, live_site, api_ok):
+    owner_client.post(cancel_url(live_site))
+    with freeze_time(PERIOD_END - timedelta(minutes=1)):
+        suspend_ended_subscriptions.delay()
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+
+    with freeze_time(PERIOD_END + timedelta(minutes=1)):
+        suspend_ended_subscriptions.delay()
+        suspend_ended_subscriptions.delay()
+    site = Site.objects.get(pk=live_site.pk)
+    assert site.status == Site.Status.SUSPENDED and site.suspended_at is not None
+    subscription = Subscription.objects.get()
+    assert subscription.status == Subscription.Status.CANCELLED and subscription.cancelled_at is not None
+    logs = EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).order_by("created_at")
+    assert [log.context["reason"] for log in logs] == ["cancel_scheduled", "ended"]
+
+
+def test_the_task_leaves_a_site_that_a_new_subscription_pays_for(owner, live_site):
+    Subscription.objects.update(cancel_requested_at=timezone.now(), current_period_end=timezone.now() + timedelta(days=1))
+    SubscriptionFactory(site=live_site, user=owner, status=Subscription.Status.ACTIVE)
+    with freeze_time(timezone.now() + timedelta(days=2)):
+        suspend_ended_subscriptions.delay()
+    assert Subscription.objects.get(recurrente_subscription_id=SU).status == Subscription.Status.CANCELLED
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+
+
+def test_recurrente_failing_shows_an_error_and_changes_nothing(owner_client, live_site, recurrente_api):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={"message": "Internal error"}, status=502)
+    response = owner_client.post(cancel_url(live_site))
+    assert response.status_code == 503
+    assert "couldn't cancel your hosting" in response.content.decode()
+    subscription = Subscription.objects.get()
+    assert subscription.cancel_requested_at is None and subscription.status == Subscription.Status.ACTIVE
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+    assert EmailLog.objects.count() == 0
+
+
+def test_recurrente_refusing_is_an_error_too(owner_client, live_site, recurrente_api):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={"message": "No"}, status=422)
+    assert owner_client.post(cancel_url(live_site)).status_code == 503
+    assert Subscription.objects.get().cancel_requested_at is None
+
+
+def test_a_second_confirmation_does_not_call_recurrente_again(owner_client, live_site, api_ok):
+    owner_client.post(cancel_url(live_site))
+    response = owner_client.post(cancel_url(live_site))
+    assert response.status_code == 303 and len(deletes(api_ok)) == 1
+
+
+def test_without_a_subscription_the_page_sends_the_owner_back(owner_client, owner, api_ok):
+    site = SiteFactory(status=Site.Status.OWNED, owner=owner)
+    response = owner_client.get(cancel_url(site))
+    assert response.status_code == 303 and response["Location"] == f"/portal/sites/{site.slug}/"
+    assert "no active hosting subscription" in flash(response)[0]
+    response = owner_client.post(cancel_url(site))
+    assert response.status_code == 303 and deletes(api_ok) == []
+
+
+def test_someone_else_gets_404_and_nothing_is_cancelled(client, live_site, api_ok):
+    client.force_login(CustomerFactory())
+    assert client.get(cancel_url(live_site)).status_code == 404
+    assert client.post(cancel_url(live_site)).status_code == 404
+    assert deletes(api_ok) == []
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, live_site, settings):
+    settings.LOGIN_URL = "/portal/login/"
+    assert client.get(cancel_url(live_site))["Location"].startswith("/portal/login/?next=")
+
+
+def test_an_unverified_email_is_sent_to_the_portal(client, owner, live_site, api_ok):
+    owner.email_verified = False
+    owner.save()
+    client.force_login(owner)
+    assert client.post(cancel_url(live_site))["Location"] == "/portal/"
+    assert deletes(api_ok) == []
+
+
+def test_a_period_already_over_suspends_at_once(owner_client, live_site, recurrente_api):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={})
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", status=503)
+    Subscription.objects.update(current_period_end=timezone.now() - timedelta(days=1))
+    response = owner_client.post(cancel_url(live_site))
+    assert response.status_code == 303
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.SUSPENDED
+    assert Subscription.objects.get().status == Subscription.Status.CANCELLED
+
+
+def test_an_unknown_period_is_one_month_after_the_last_payment(owner, live_site, recurrente_api):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={})
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", status=503)
+    Subscription.objects.update(current_period_end=None)
+    paid = timezone.now() - timedelta(days=3)
+    PaymentFactory(site=live_site, subscription=live_site.subscription, kind="subscription", amount=Decimal("95.00"), paid_at=paid)
+    subscription = hosting_cancel(site_id=live_site.pk, user=owner)
+    assert paid + timedelta(days=27) < subscription.current_period_end < paid + timedelta(days=32)
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+
+
+def test_a_paused_subscription_can_be_cancelled(owner_client, live_site, api_ok):
+    Subscription.objects.update(status=Subscription.Status.PAUSED)
+    Site.objects.filter(pk=live_site.pk).update(status=Site.Status.SUSPENDED)
+    assert "will not resume" in owner_client.get(cancel_url(live_site)).content.decode()
+    response = owner_client.post(cancel_url(live_site))
+    assert response.status_code == 303 and len(deletes(api_ok)) == 1
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.SUSPENDED
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).count() == 0
