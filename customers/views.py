@@ -33,8 +33,10 @@ SET_PASSWORD_URL_TOKEN = "choose"
 
 
 def _no_referrer(response):
-    # Pages reached through a token link must not hand that link to anything they load or link to.
-    response["Referrer-Policy"] = "no-referrer"
+    # Pages reached through a token link must not hand that link to another site. Not
+    # "no-referrer": with it browsers send `Origin: null` on the page's own form POST, which
+    # Django's CSRF origin check rightly refuses. "same-origin" keeps both.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -36,7 +36,7 @@ def test_the_link_works_for_an_account_that_never_had_a_password(client, new_cus
     page = client.get(form_url)
     assert page.status_code == 200
     assert "Choose your password" in page.content.decode() and "maria.lopez@example.com" in page.content.decode()
-    assert page["Referrer-Policy"] == "no-referrer"
+    assert page["Referrer-Policy"] == "same-origin"
     assert "no-cache" in page["Cache-Control"] or "max-age=0" in page["Cache-Control"]
 
 
