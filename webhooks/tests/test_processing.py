@@ -41,7 +41,7 @@ def test_every_handled_type_is_in_the_one_table():
         "payment_intent.succeeded", "intent.succeeded", "bank_transfer_intent.succeeded", "payment_intent.failed",
         "bank_transfer_intent.pending", "bank_transfer_intent.failed", "refund.create", "subscription.create",
         "subscription.past_due", "subscription.pause", "subscription.paused", "subscription.unpause",
-        "subscription.reactivate", "subscription.cancel",
+        "subscription.reactivate", "subscription.cancel", "subscription.update", "subscription.unable_to_start",
     } == set(handlers.HANDLERS)
 
 
