@@ -35,7 +35,7 @@ class CustomerUserAdmin(UserAdmin):
         ("Activity", {"fields": ["last_login", "login_count", "created_at", "updated_at"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "full_name", "password1", "password2"]})]
-    actions = ["resend_set_password_email"]
+    actions = ["resend_set_password_email", "send_verification_email"]
 
     @admin.action(description="Email a new set-your-password link")
     def resend_set_password_email(self, request, queryset):
@@ -45,3 +45,8 @@ class CustomerUserAdmin(UserAdmin):
             services.customer_welcome_email_queue(user=user, subject="Set your WebMagic password")
             sent += 1
         self.message_user(request, f"Queued a set-your-password email for {sent} customer(s).", messages.SUCCESS)
+
+    @admin.action(description="Email a link to confirm their address")
+    def send_verification_email(self, request, queryset):
+        sent = sum(1 for user in queryset.filter(is_active=True, email_verified=False) if services.verify_email_queue(user=user))
+        self.message_user(request, f"Queued a confirmation email for {sent} unverified customer(s).", messages.SUCCESS)

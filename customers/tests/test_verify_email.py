@@ -169,3 +169,14 @@ def test_the_token_pages_forms_pass_csrf_as_a_browser_posts_them(unverified):
         HTTP_ORIGIN=_browser_origin(page),
     )
     assert response.status_code == 302 and CustomerUser.objects.get(pk=unverified.pk).check_password(new)
+
+
+def test_staff_can_send_a_confirmation_link_from_admin(staff_client, unverified, customer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/customers/customeruser/",
+            {"action": "send_verification_email", "_selected_action": [unverified.pk, customer.pk]}, follow=True,
+        )
+    assert response.status_code == 200
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]  # the verified customer is skipped
+    assert "/portal/verify-email/" in mail.outbox[0].body
