@@ -35,3 +35,11 @@ STUCK_EMAIL_AGE = timedelta(minutes=20)
 @shared_task(acks_late=True)
 def resend_stuck_emails() -> int:
     return len(emails.emails_stuck_redrive(older_than=timezone.now() - STUCK_EMAIL_AGE, max_attempts=MAX_EMAIL_RETRIES + 1))
+
+
+@shared_task(acks_late=True)
+def check_alerts() -> list[str]:
+    """Every 5 minutes (migration 0005): mail staff about the DESIGN §8 alert rules that fire."""
+    from .alerts import alerts_check
+
+    return alerts_check()

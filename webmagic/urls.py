@@ -3,7 +3,7 @@ from django.urls import include, path
 
 from checkout.admin_views import funnel_view
 from customers import views as customer_views
-from webmagic import views
+from webmagic import tracking, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +17,9 @@ urlpatterns = [
     path("portal/sites/<slug:slug>/hosting/", include("checkout.hosting_urls")),
     path("portal/", include("customers.urls")),
     path("webhooks/", include("webhooks.urls")),
+    # Brevo's delivery/open/click reports (basic auth; refused when ANYMAIL_WEBHOOK_SECRET is unset).
+    # Only this anymail view is routed: its other (inbound) endpoints are not used here.
+    path("anymail/brevo/tracking/", tracking.brevo_tracking_webhook, name="anymail_brevo_tracking"),
     # Imitation of Recurrente's hosted checkout; every view answers 404 unless sandbox mode is on.
     path("sandbox/recurrente/", include("checkout.sandbox_urls")),
 ]
