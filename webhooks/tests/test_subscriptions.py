@@ -1,18 +1,22 @@
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteNotFound, RecurrenteUnavailable
-from checkout.services.subscriptions import subscription_periods_end
+from checkout.services.payments import payment_confirmed_record
+from checkout.services.subscriptions import subscription_periods_end, subscription_status_record
 from checkout.tests.factories import CheckoutSessionFactory
 from checkout.tests.fixtures import recurrente_fixture
 from customers.tests.factories import CustomerFactory
 from sites.models import Site
 from sites.tests.factories import SiteFactory
+from webhooks.handlers import payment_confirmation_from_payload
 from webhooks.models import WebhookEvent
 from webmagic.models import EmailLog
 
@@ -416,3 +420,46 @@ def test_the_subscription_update_event_mirrors_the_api_state(hosting_session, ap
     deliver(payload)
     assert Subscription.objects.get().status == Subscription.Status.PAUSED
     assert site_status(hosting_session) == Site.Status.SUSPENDED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_subscription_create_and_the_first_payment_racing_activate_once(monkeypatch):
+    """Two workers, one with each event, at the same moment: one subscription, one payment, one
+    activation email (the site row lock serialises them)."""
+    owner = CustomerFactory(email="maria.lopez@example.com")
+    site = SiteFactory(status=Site.Status.OWNED, owner=owner)
+    session = CheckoutSessionFactory(
+        site=site, kind=CheckoutSession.Kind.SUBSCRIPTION, amount=Decimal("95.00"), user=owner,
+        customer_email=owner.email, recurrente_checkout_id="ch_r2m9wq8z4kx7t1ce",
+    )
+    fake = FakeRecurrente(checkout_id=session.recurrente_checkout_id)
+    monkeypatch.setattr("checkout.services.subscriptions.recurrente_client", lambda: fake)
+    confirmation = payment_confirmation_from_payload(first_payment(session))
+    created_at = datetime(2026, 11, 21, 15, 2, 18, tzinfo=UTC)
+    barrier, errors = threading.Barrier(2), []
+
+    def run(work):
+        try:
+            barrier.wait(timeout=10)
+            work()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=run, args=(lambda: payment_confirmed_record(confirmation=confirmation),)),
+        threading.Thread(target=run, args=(lambda: subscription_status_record(
+            subscription_id=SU, status=Subscription.Status.ACTIVE, event_at=created_at, payment_id="pa_h3k8r2mz"),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    subscription = Subscription.objects.get()
+    assert subscription.status == Subscription.Status.ACTIVE
+    assert Payment.objects.get().subscription == subscription
+    assert Site.objects.get(pk=site.pk).status == Site.Status.ACTIVE
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_ACTIVATED).count() == 1
