@@ -111,3 +111,13 @@ def test_two_ticks_at_once_nudge_each_site_once():
     assert sum(results) == len(sites)
     assert nudges().count() == len(sites)
     assert sorted(nudges().values_list("dedupe_key", flat=True)) == sorted(f"hosting_nudge:{site.pk}" for site in sites)
+
+
+@pytest.mark.django_db
+def test_the_beat_schedule_has_both_hosting_tasks():
+    from django_celery_beat.models import PeriodicTask
+
+    tasks = {task.task: task for task in PeriodicTask.objects.filter(task__startswith="checkout.tasks.")}
+    nudge, suspend = tasks["checkout.tasks.send_hosting_nudges"], tasks["checkout.tasks.suspend_ended_subscriptions"]
+    assert nudge.enabled and (nudge.interval.every, nudge.interval.period) == (1, "hours")
+    assert suspend.enabled and (suspend.interval.every, suspend.interval.period) == (15, "minutes")
