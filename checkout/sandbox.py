@@ -6,6 +6,7 @@ Svix-signed webhook deliveries shaped like Recurrente's to our own webhook URL o
 import json
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 import requests
@@ -154,7 +155,8 @@ def sandbox_subscription_event(*, checkout_id: str, event_type: str) -> None:
             raise ValueError("this sandbox checkout has no subscription")
         checkout.subscription_status = SUBSCRIPTION_EVENTS[event_type]
         checkout.save(update_fields=["subscription_status"])
-        sandbox_send_later(checkout_id=checkout.id, event_type=event_type, sequence=int(timezone.now().timestamp()))
+        # Each press is a new delivery (its own svix id), even twice within a second.
+        sandbox_send_later(checkout_id=checkout.id, event_type=event_type, sequence=time.time_ns())
 
 
 def sandbox_send_later(*, checkout_id: str, event_type: str, sequence: int = 0) -> None:
