@@ -65,5 +65,11 @@ def healthz(request):
     return JsonResponse({"status": "ok" if healthy else "error", **results}, status=200 if healthy else 503)
 
 
+RETRY_AFTER_SECONDS = 60
+
+
 def ratelimited(request, exception):
-    return render(request, "429.html", status=429)
+    """429 with a page a person can act on, and Retry-After for clients that honour it."""
+    response = render(request, "429.html", status=429)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -189,6 +189,7 @@ def test_purchase_posts_are_rate_limited_per_ip(client, preview_site):
     statuses = [post(client, {"full_name": "", "email": ""}).status_code for _ in range(11)]
     assert statuses[:10] == [400] * 10
     assert statuses[10] == 429
+    assert post(client, {"full_name": "", "email": ""})["Retry-After"] == "60"
     assert "Too many tries" in post(client).content.decode()
     # Another address is not affected.
     assert client.post(URL, {"full_name": "", "email": ""}, REMOTE_ADDR="198.51.100.1").status_code == 400
