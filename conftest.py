@@ -42,3 +42,25 @@ def staff_client(client, django_user_model):
     client.force_login(user)
     client.user = user
     return client
+
+
+@pytest.fixture
+def beat_schedule(db):
+    """The django-celery-beat rows our data migrations create, as a fresh database has them.
+
+    Transactional tests flush tables between tests, migration-created rows included, so a test
+    about the schedule re-applies those migrations' forward functions (they are idempotent)."""
+    from django.apps import apps
+    from django.db import connection
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.operations import RunPython
+    from django_celery_beat.models import PeriodicTask
+
+    ours = {"webmagic", "customers", "sites", "checkout", "webhooks"}
+    for (app_label, _name), migration in sorted(MigrationLoader(connection).disk_migrations.items()):
+        if app_label not in ours:
+            continue
+        for operation in migration.operations:
+            if isinstance(operation, RunPython) and "PeriodicTask" in operation.code.__code__.co_names + operation.code.__code__.co_consts:
+                operation.code(apps, connection.schema_editor())
+    return PeriodicTask.objects

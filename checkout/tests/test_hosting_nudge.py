@@ -114,10 +114,8 @@ def test_two_ticks_at_once_nudge_each_site_once():
 
 
 @pytest.mark.django_db
-def test_the_beat_schedule_has_both_hosting_tasks():
-    from django_celery_beat.models import PeriodicTask
-
-    tasks = {task.task: task for task in PeriodicTask.objects.filter(task__startswith="checkout.tasks.")}
+def test_the_beat_schedule_has_both_hosting_tasks(beat_schedule):
+    tasks = {task.task: task for task in beat_schedule.filter(task__startswith="checkout.tasks.")}
     nudge, suspend = tasks["checkout.tasks.send_hosting_nudges"], tasks["checkout.tasks.suspend_ended_subscriptions"]
     assert nudge.enabled and (nudge.interval.every, nudge.interval.period) == (1, "hours")
     assert suspend.enabled and (suspend.interval.every, suspend.interval.period) == (15, "minutes")
