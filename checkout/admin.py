@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, Q, Value, When
 
 from .models import CheckoutSession, Payment, Subscription
+from .services import recovery, refunds, staff
+from .services.hosting import HostingCancelFailed
 
 PERSONAL_DATA = ["customer_name", "customer_email", "ip_address", "user_agent", "referrer"]
 
@@ -13,28 +16,129 @@ class CheckoutSessionAdmin(admin.ModelAdmin):
     list_select_related = ["site"]
     date_hierarchy = "created_at"
     raw_id_fields = ["site", "user", "recovered_from"]
-    # Personal data is shown, never edited, from admin.
-    readonly_fields = [*PERSONAL_DATA, "created_at", "updated_at", "recurrente_checkout_id", "checkout_url"]
+    # Personal data is shown, never edited, from admin; so is everything Recurrente or the flow set.
+    readonly_fields = [
+        *PERSONAL_DATA, "site", "kind", "amount", "currency", "user", "recovered_from", "created_at", "updated_at",
+        "recurrente_checkout_id", "checkout_url", "checkout_created_at", "checkout_error", "completed_at", "abandoned_at",
+        "expired_at", "last_failure_reason", "last_failure_at", "payment_in_progress_at", "reminder_sent_at",
+        "recovery_code", "discount_percent",
+    ]
+    actions = ["send_reminder_now"]
+
+    def has_add_permission(self, request):
+        return False  # sessions are made by the purchase flow only
+
+    @admin.action(description="Send the recovery reminder now (same rules as the scan)")
+    def send_reminder_now(self, request, queryset):
+        for session_id, email in queryset.values_list("pk", "customer_email"):
+            result = recovery.recovery_reminder_send_now(session_id=session_id)
+            label = f"Session {session_id} ({email})"
+            if result.outcome == "reminded":
+                self.message_user(request, f"{label}: reminder queued.", messages.SUCCESS)
+            elif result.outcome == "paid":
+                self.message_user(request, f"{label}: no reminder — {result.detail}.", messages.WARNING)
+            elif result.outcome == "closed":
+                self.message_user(request, f"{label}: no reminder, session closed — {result.detail}.", messages.WARNING)
+            else:
+                self.message_user(request, f"{label}: no reminder — {result.detail}.", messages.ERROR)
+
+
+class FlaggedFirst(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Flagged, not refunded")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(attention_rank=0)
+        return queryset
 
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ["recurrente_payment_id", "site", "kind", "amount", "currency", "status", "flag", "paid_at"]
-    list_filter = ["status", "flag", "kind", "currency"]
-    search_fields = ["recurrente_payment_id", "recurrente_checkout_id", "site__slug", "user__email"]
-    list_select_related = ["site"]
+    list_display = ["recurrente_payment_id", "attention", "site", "kind", "amount", "currency", "status", "paid_at", "user"]
+    list_filter = [FlaggedFirst, "status", "flag", "kind", "currency"]
+    search_fields = ["recurrente_payment_id", "recurrente_intent_id", "recurrente_checkout_id", "site__slug", "user__email"]
+    list_select_related = ["site", "user"]
     date_hierarchy = "paid_at"
     raw_id_fields = ["site", "user", "checkout_session", "subscription"]
     readonly_fields = [
-        "recurrente_payment_id", "recurrente_intent_id", "recurrente_checkout_id", "amount", "currency", "paid_at", "created_at",
+        "recurrente_payment_id", "recurrente_intent_id", "recurrente_checkout_id", "kind", "site", "user",
+        "checkout_session", "subscription", "amount", "currency", "status", "payment_method", "card_last4", "paid_at",
+        "refunded_at", "recurrente_refund_id", "created_at", "updated_at",
     ]
+    actions = ["refund"]
+
+    def get_queryset(self, request):
+        # Flagged payments still holding the money come first: they are the ones staff must act on.
+        needs_attention = ~Q(flag=Payment.Flag.NONE) & Q(status=Payment.Status.SUCCEEDED)
+        # (ModelAdmin.get_queryset orders before we could annotate, hence the manager directly.)
+        return Payment._default_manager.annotate(
+            attention_rank=Case(When(needs_attention, then=Value(0)), default=Value(1), output_field=IntegerField())
+        ).order_by(*self.get_ordering(request))
+
+    def get_ordering(self, request):
+        return ["attention_rank", "-paid_at"]
+
+    def has_add_permission(self, request):
+        return False  # payments are recorded from Recurrente's confirmations only
+
+    @admin.display(description="Flag", ordering="attention_rank")
+    def attention(self, payment):
+        if not payment.flag:
+            return "—"
+        label = payment.get_flag_display()
+        return label if payment.status == Payment.Status.SUCCEEDED else f"{label} ({payment.get_status_display().lower()})"
+
+    @admin.action(description="Refund through Recurrente (full amount)")
+    def refund(self, request, queryset):
+        for payment_id, reference in queryset.values_list("pk", "recurrente_payment_id"):
+            try:
+                refunds.payment_refund_request(payment_id=payment_id, staff_user=request.user)
+            except refunds.RefundRefused as exc:
+                self.message_user(request, f"Not refunded: {exc}", messages.WARNING)
+            except refunds.RefundFailed as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Refund of {reference} requested at Recurrente; the payment is refund pending until "
+                             "Recurrente confirms it.", messages.SUCCESS,
+                )
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["recurrente_subscription_id", "site", "status", "current_period_end", "last_event_at", "created_at"]
-    list_filter = ["status"]
+    list_display = ["recurrente_subscription_id", "site", "user", "status", "current_period_end", "cancel_requested_at",
+                    "last_event_at", "created_at"]
+    list_filter = ["status", ("cancel_requested_at", admin.EmptyFieldListFilter)]
     search_fields = ["recurrente_subscription_id", "site__slug", "user__email"]
-    list_select_related = ["site"]
+    list_select_related = ["site", "user"]
     raw_id_fields = ["site", "user", "checkout_session"]
-    readonly_fields = ["recurrente_subscription_id", "last_event_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "recurrente_subscription_id", "site", "user", "checkout_session", "status", "amount", "currency",
+        "current_period_start", "current_period_end", "last_event_at", "cancel_requested_at", "cancelled_at",
+        "created_at", "updated_at",
+    ]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request):
+        return False  # mirrors Recurrente; rows come from its webhooks
+
+    @admin.action(description="Cancel through Recurrente (site stays live until the paid period ends)")
+    def cancel(self, request, queryset):
+        for subscription_id, reference in queryset.values_list("pk", "recurrente_subscription_id"):
+            try:
+                subscription = staff.subscription_cancel_by_staff(subscription_id=subscription_id, staff_user=request.user)
+            except staff.StaffActionRefused as exc:
+                self.message_user(request, f"Not cancelled: {exc}", messages.WARNING)
+            except HostingCancelFailed as exc:
+                self.message_user(request, f"Recurrente did not cancel {reference}: {exc}. Nothing was changed.", messages.ERROR)
+            else:
+                end = subscription.current_period_end
+                self.message_user(
+                    request, f"Cancelled {reference} at Recurrente; the site stays live until "
+                             f"{end:%Y-%m-%d %H:%M} UTC." if end else f"Cancelled {reference} at Recurrente.",
+                    messages.SUCCESS,
+                )

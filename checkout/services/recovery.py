@@ -180,6 +180,54 @@ def abandoned_carts_check(*, now: datetime | None = None) -> ScanResult:
     return result
 
 
+@dataclass(frozen=True)
+class SendNowResult:
+    outcome: str  # reminded | closed | paid | wait | not_open
+    detail: str = ""
+
+
+SEND_NOW_NO_REMINDER = {
+    "site_sold": "the site is no longer for sale",
+    "already_bought": "this person already bought the site",
+    "unsubscribed": "the address unsubscribed from reminders",
+}
+
+
+def recovery_reminder_send_now(*, session_id, now: datetime | None = None) -> SendNowResult:
+    """Staff's "send reminder now": the scan's rules for one person and site, without waiting for
+    the delay. Every open attempt of that person for the site is asked about at Recurrente (a paid
+    or in-progress one holds the reminder back, as in the scan), then claimed the same way, so a
+    concurrent scan tick and this action still send at most one reminder."""
+    now = now or timezone.now()
+    session = CheckoutSession.objects.filter(pk=session_id).first()
+    if (
+        session is None or session.kind != CheckoutSession.Kind.PURCHASE
+        or session.status != CheckoutSession.Status.CHECKOUT_CREATED or session.reminder_sent_at is not None
+    ):
+        return SendNowResult("not_open", "only an open purchase checkout (checkout created, no reminder) can be reminded")
+    email = _normalise(session.customer_email)
+    attempts = list(
+        CheckoutSession.objects.filter(
+            site_id=session.site_id, customer_email=session.customer_email, status="checkout_created",
+            reminder_sent_at__isnull=True, kind=CheckoutSession.Kind.PURCHASE,
+        ).order_by("created_at")[:SCAN_BATCH_SIZE]
+    )
+    for attempt in attempts:
+        verdict = _recurrente_verdict(attempt)
+        if verdict == "paid":
+            return SendNowResult("paid", f"Recurrente reports checkout {attempt.recurrente_checkout_id} paid; recorded as a payment")
+        if verdict == "wait":
+            return SendNowResult("wait", "a payment is in progress or Recurrente could not be asked; try again later")
+    result = ScanResult()
+    reason = _no_reminder_reason(site=session.site, email=email)
+    _person_claim(site_id=session.site_id, email=email, session_ids=[a.pk for a in attempts], now=now, result=result)
+    if result.reminded:
+        return SendNowResult("reminded")
+    if session.pk in result.closed:
+        return SendNowResult("closed", SEND_NOW_NO_REMINDER.get(reason, "this person was already reminded for this site"))
+    return SendNowResult("not_open", "another run took this checkout first")
+
+
 def _recurrente_verdict(session: CheckoutSession) -> str:
     """"remind", "paid" (reconciled here, no reminder) or "wait" (ask again next tick)."""
     if session.payment_in_progress_at:
