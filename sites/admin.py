@@ -1,14 +1,66 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from customers.models import CustomerUser
+
+from . import services
 from .models import DomainVerificationRecord, EditRequest, Site, SiteVersion
+
+MAX_HTML_CHARS = 1_500_000  # below DATA_UPLOAD_MAX_MEMORY_SIZE (2 MB) with room for the rest of the form
+
+
+class PublishVersionForm(forms.Form):
+    html = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false"}), max_length=MAX_HTML_CHARS,
+        strip=False, help_text="The complete generated document. It is stored as is and only ever served sandboxed.",
+    )
+    note = forms.CharField(max_length=200, required=False, help_text="What changed, for the version list.")
+
+
+class TransferOwnershipForm(forms.Form):
+    email = forms.EmailField(label="New owner's email", help_text="An existing, active customer account.")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        self.new_owner = CustomerUser.objects.filter(email__iexact=email, is_active=True).first()
+        if self.new_owner is None:
+            raise forms.ValidationError("No active customer account has this email. Create it under Customers first.")
+        return email
 
 
 class SiteVersionInline(admin.TabularInline):
+    """Versions are never edited in place: publishing makes a new one, rolling back makes an old
+    one current. The (untrusted) HTML is not shown here."""
+
     model = SiteVersion
     extra = 0
-    fields = ["number", "is_current", "note", "created_at"]
-    readonly_fields = ["created_at"]
-    show_change_link = True
+    can_delete = False
+    fields = ["number", "is_current", "note", "created_at", "make_current"]
+    readonly_fields = fields
+    ordering = ["-number"]
+
+    def get_queryset(self, request):
+        # Each row's label uses the site's slug; the HTML can be large and is not displayed.
+        return super().get_queryset(request).select_related("site").defer("html")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Roll back")
+    def make_current(self, version):
+        if version.is_current:
+            return "current"
+        url = reverse("admin:sites_site_make_current", args=[version.site_id, version.pk])
+        return format_html('<a class="button" href="{}">Make this version current</a>', url)
 
 
 @admin.register(Site)
@@ -16,20 +68,139 @@ class SiteAdmin(admin.ModelAdmin):
     list_display = ["slug", "business_name", "status", "owner", "purchase_amount", "monthly_amount", "purchased_at", "created_at"]
     list_filter = ["status", "business_type"]
     search_fields = ["slug", "business_name", "owner__email", "business_email"]
+    search_help_text = "Slug, business name (title), owner's email or the business email."
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
-    readonly_fields = ["created_at", "updated_at"]
+    # The owner changes only through "Transfer ownership" (it checks the hosting subscription).
+    readonly_fields = ["owner", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     inlines = [SiteVersionInline]
+    actions = ["transfer_ownership"]
+    change_form_template = "admin/sites/site/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:site_id>/publish/", view(self.publish_view), name="sites_site_publish"),
+            path("<uuid:site_id>/transfer/", view(self.transfer_view), name="sites_site_transfer"),
+            path("<uuid:site_id>/versions/<int:version_id>/make-current/", view(self.make_current_view),
+                 name="sites_site_make_current"),
+            *super().get_urls(),
+        ]
+
+    # --- Actions and pages ----------------------------------------------------------------------
+    @admin.action(description="Transfer ownership of the selected site…")
+    def transfer_ownership(self, request, queryset):
+        sites = list(queryset.values_list("pk", flat=True)[:2])
+        if len(sites) != 1:
+            self.message_user(request, "Select exactly one site to transfer.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:sites_site_transfer", args=[sites[0]]))
+
+    def _site_for_change(self, request, site_id) -> Site:
+        site = get_object_or_404(Site.objects.select_related("owner"), pk=site_id)
+        if not self.has_change_permission(request, site):
+            raise PermissionDenied
+        return site
+
+    def _page(self, request, site, *, title, form, intro="", submit="Save", template="admin/sites/site/action_form.html", **extra):
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "original": site, "title": title,
+            "form": form, "intro": intro, "submit_label": submit, "change_url": reverse("admin:sites_site_change", args=[site.pk]),
+            **extra,
+        }
+        return TemplateResponse(request, template, context)
+
+    def _back_to_site(self, site):
+        return HttpResponseRedirect(reverse("admin:sites_site_change", args=[site.pk]))
+
+    def publish_view(self, request, site_id):
+        site = self._site_for_change(request, site_id)
+        form = PublishVersionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            version = services.site_version_publish(site=site, html=form.cleaned_data["html"], note=form.cleaned_data["note"])
+            self.message_user(request, f"Published version {version.number} of {site.slug}; it is now current.", messages.SUCCESS)
+            return self._back_to_site(site)
+        return self._page(
+            request, site, title=f"Publish a new version of {site.slug}", form=form, submit="Publish and make current",
+            intro="The new HTML becomes the site's next version and is served at once; older versions stay for roll back.",
+        )
+
+    def transfer_view(self, request, site_id):
+        site = self._site_for_change(request, site_id)
+        form = TransferOwnershipForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.site_ownership_transfer(site_id=site.pk, new_owner_id=form.new_owner.pk, staff_user=request.user)
+            except services.TransferRefused as exc:
+                self.message_user(request, f"Not transferred: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{site.slug} now belongs to {form.new_owner.email} (was {site.owner.email if site.owner else 'nobody'}).",
+                    messages.SUCCESS,
+                )
+                return self._back_to_site(site)
+        owner = site.owner.email if site.owner else "nobody"
+        return self._page(
+            request, site, title=f"Transfer ownership of {site.slug}", form=form, submit="Transfer",
+            intro=f"Current owner: {owner}. Payments stay with whoever paid them. A site whose hosting is still billed "
+                  "to the current owner cannot be transferred until that subscription is cancelled.",
+        )
+
+    def make_current_view(self, request, site_id, version_id):
+        site = self._site_for_change(request, site_id)
+        version = get_object_or_404(SiteVersion.objects.defer("html"), pk=version_id, site_id=site.pk)
+        if request.method == "POST":
+            services.site_version_make_current(version=version)
+            self.message_user(request, f"Version {version.number} of {site.slug} is now current.", messages.SUCCESS)
+            return self._back_to_site(site)
+        current = site.versions.filter(is_current=True).values_list("number", flat=True).first()
+        return self._page(
+            request, site, title=f"Make version {version.number} of {site.slug} current?", form=None, submit="Make it current",
+            intro=f"The site will serve version {version.number} ({version.note or 'no note'}) instead of "
+                  f"version {current or '—'}. No version is deleted; you can switch back at any time.",
+        )
 
 
 @admin.register(SiteVersion)
 class SiteVersionAdmin(admin.ModelAdmin):
+    """Read-only list of every version; rolling back is an action (or the button on the site)."""
+
     list_display = ["site", "number", "is_current", "note", "created_at"]
     list_filter = ["is_current"]
     search_fields = ["site__slug", "note"]
     list_select_related = ["site"]
     raw_id_fields = ["site"]
+    actions = ["make_current"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("html")  # large; loaded only on a version's own page
+
+    def has_add_permission(self, request):
+        return False  # new HTML goes through the site's "Publish a new version" page
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Make the selected version current (roll back)", permissions=["publish"])
+    def make_current(self, request, queryset):
+        versions = list(queryset.select_related("site").defer("html").order_by("site_id", "-number"))
+        per_site = {}
+        for version in versions:
+            per_site.setdefault(version.site_id, []).append(version)
+        for site_versions in per_site.values():
+            version = site_versions[0]
+            if len(site_versions) > 1:
+                self.message_user(request, f"{version.site.slug}: several versions selected; choose one.", messages.WARNING)
+                continue
+            if version.is_current:
+                self.message_user(request, f"{version.site.slug}: version {version.number} is already current.", messages.INFO)
+                continue
+            services.site_version_make_current(version=version)
+            self.message_user(request, f"{version.site.slug}: version {version.number} is now current.", messages.SUCCESS)
+
+    def has_publish_permission(self, request):
+        return request.user.has_perm("sites.change_site")
 
 
 @admin.register(EditRequest)
@@ -48,3 +219,4 @@ class DomainVerificationRecordAdmin(admin.ModelAdmin):
     search_fields = ["domain", "site__slug"]
     list_select_related = ["site"]
     raw_id_fields = ["site"]
+
