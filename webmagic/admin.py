@@ -8,14 +8,20 @@ admin.site.site_title = "WebMagic staff"
 
 @admin.register(EmailLog)
 class EmailLogAdmin(admin.ModelAdmin):
-    list_display = ["kind", "to_email", "subject", "status", "attempts", "sent_at", "created_at"]
-    list_filter = ["kind", "status"]
+    list_display = ["kind", "to_email", "subject", "status", "attempts", "sent_at", "opened_at", "clicked_at", "created_at"]
+    list_filter = ["kind", "status", ("opened_at", admin.EmptyFieldListFilter), ("clicked_at", admin.EmptyFieldListFilter)]
     search_fields = ["to_email", "subject", "provider_message_id", "dedupe_key"]
     date_hierarchy = "created_at"
     raw_id_fields = ["checkout_session", "user"]
     readonly_fields = [f.name for f in EmailLog._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what happened: Brevo's tracking and the send task write it
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
