@@ -1,9 +1,13 @@
 import logging
+import secrets
+from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import Max
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max, Q
+from django.urls import reverse
+from django.utils import timezone
 
-from .models import Site, SiteVersion
+from .models import DomainVerificationRecord, EditRequest, Site, SiteVersion
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +82,272 @@ def site_ownership_transfer(*, site_id, new_owner_id, staff_user) -> Site:
     logger.info("site %s: ownership transferred from customer %s to customer %s by staff %s",
                 site.pk, previous_id, new_owner.pk, getattr(staff_user, "pk", None))
     return site
+
+
+# --- Edit requests (DESIGN §9) -----------------------------------------------------------------
+
+class EditRequestRefused(Exception):
+    """The owner may not ask for an edit now; the message says why, in the owner's words."""
+
+
+class EditRequestTransitionRefused(Exception):
+    """Staff asked for a status change the workflow does not allow; the message says why."""
+
+
+EDIT_REQUEST_MAX_LENGTH = 2000
+# Enough for any real backlog; stops one account from filling the staff queue.
+OPEN_EDIT_REQUESTS_PER_SITE = 10
+
+_ER = EditRequest.Status
+# pending → in_progress → done | rejected. A request can be turned down before work starts; done
+# and rejected are final (the owner was told, and a new request is one form away).
+EDIT_REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
+    _ER.PENDING: frozenset({_ER.IN_PROGRESS, _ER.REJECTED}),
+    _ER.IN_PROGRESS: frozenset({_ER.DONE, _ER.REJECTED}),
+    _ER.DONE: frozenset(),
+    _ER.REJECTED: frozenset(),
+}
+EDIT_REQUEST_RESOLVED = (_ER.DONE, _ER.REJECTED)
+
+EDIT_REQUEST_SUBJECTS = {
+    _ER.PENDING: "We received your change request for {site}",
+    _ER.IN_PROGRESS: "We're working on your change request for {site}",
+    _ER.DONE: "Your change request for {site} is done",
+    _ER.REJECTED: "About your change request for {site}",
+}
+
+
+def _edit_request_email(edit_request: EditRequest) -> None:
+    """One email per request and status: the dedupe key makes a repeated transition (a double
+    click, a retried request) send nothing twice."""
+    from webmagic.emails import absolute_url, email_queue
+    from webmagic.models import EmailLog
+
+    owner = edit_request.requested_by
+    site = edit_request.site
+    email_queue(
+        kind=EmailLog.Kind.EDIT_REQUEST,
+        to_email=owner.email,
+        subject=EDIT_REQUEST_SUBJECTS[edit_request.status].format(site=site.business_name),
+        context={
+            "customer_name": owner.full_name,
+            "site_name": site.business_name,
+            "request_id": edit_request.pk,
+            "status": edit_request.status,
+            "status_label": edit_request.get_status_display(),
+            "description": edit_request.description,
+            "staff_note": edit_request.staff_note,
+            "edits_url": absolute_url(reverse("site_portal:edits", kwargs={"slug": site.slug})),
+        },
+        dedupe_key=f"edit_request:{edit_request.pk}:{edit_request.status}",
+        user=owner,
+    )
+
+
+@transaction.atomic
+def edit_request_create(*, site_id, user, description: str) -> EditRequest:
+    """An owner asks for a change to their live site. Raises EditRequestRefused."""
+    # The site row is locked so two quick submissions cannot both slip under the open-request cap.
+    site = Site.objects.select_for_update().filter(pk=site_id, owner=user).first()
+    if site is None:
+        raise EditRequestRefused("No such site.")
+    if site.status != Site.Status.ACTIVE:
+        raise EditRequestRefused("Change requests are for live sites. Activate hosting to put your site online first.")
+    description = (description or "").strip()
+    if not description:
+        raise EditRequestRefused("Tell us what you would like changed.")
+    if len(description) > EDIT_REQUEST_MAX_LENGTH:
+        raise EditRequestRefused(f"Please keep it under {EDIT_REQUEST_MAX_LENGTH:,} characters.")
+    open_count = EditRequest.objects.filter(site=site, status__in=[_ER.PENDING, _ER.IN_PROGRESS]).count()
+    if open_count >= OPEN_EDIT_REQUESTS_PER_SITE:
+        raise EditRequestRefused(
+            f"You already have {open_count} open requests for this site. We'll get to them soon; "
+            "you can add more once some are done."
+        )
+    edit_request = EditRequest.objects.create(site=site, requested_by=user, description=description)
+    _edit_request_email(edit_request)
+    logger.info("edit request %s created for site %s by customer %s", edit_request.pk, site.pk, user.pk)
+    return edit_request
+
+
+def edit_request_transition(*, edit_request_id: int, status: str, staff_note: str = "", staff_user) -> EditRequest:
+    """Staff move a request along the workflow; the owner is emailed about the new status.
+    Raises EditRequestTransitionRefused for a move the table does not allow."""
+    note = (staff_note or "").strip()
+    with transaction.atomic():
+        edit_request = (
+            EditRequest.objects.select_for_update(of=("self",)).select_related("site", "requested_by")
+            .get(pk=edit_request_id)
+        )
+        current = edit_request.status
+        if status not in EDIT_REQUEST_TRANSITIONS.get(current, frozenset()):
+            raise EditRequestTransitionRefused(
+                f"Edit request #{edit_request.pk} is {edit_request.get_status_display().lower()}; "
+                f"it can't be marked {_ER(status).label.lower() if status in _ER.values else status}."
+            )
+        if status == _ER.REJECTED and not note:
+            raise EditRequestTransitionRefused("Say why the request is rejected: the owner reads the note.")
+        if len(note) > 5000:
+            raise EditRequestTransitionRefused("The note is too long (5,000 characters at most).")
+        edit_request.status = status
+        if note:
+            edit_request.staff_note = note
+        if status in EDIT_REQUEST_RESOLVED:
+            edit_request.resolved_at = timezone.now()
+        edit_request.save(update_fields=["status", "staff_note", "resolved_at", "updated_at"])
+        _edit_request_email(edit_request)
+    logger.info(
+        "edit request %s: %s -> %s by staff %s", edit_request.pk, current, status, getattr(staff_user, "pk", None)
+    )
+    return edit_request
+
+
+def edit_request_note_set(*, edit_request_id: int, staff_note: str, staff_user) -> None:
+    """Correct the note without changing the status (no email: nothing happened to the request)."""
+    note = (staff_note or "").strip()[:5000]
+    EditRequest.objects.filter(pk=edit_request_id).update(staff_note=note, updated_at=timezone.now())
+    logger.info("edit request %s: note changed by staff %s", edit_request_id, getattr(staff_user, "pk", None))
+
+
+# --- Custom domains (DESIGN §9) ----------------------------------------------------------------
+
+class DomainRefused(Exception):
+    """The domain cannot be added; the message says why, in the owner's words."""
+
+
+DOMAINS_PER_SITE = 5
+# A pending domain whose TXT record never appears fails after this many days, which also frees the
+# name for whoever can prove it (nobody can hold a domain they don't control for longer).
+DOMAIN_PENDING_DAYS = 7
+# Verified domains are checked again daily; one whose record has been missing this long fails
+# (the domain may have changed hands) and stops serving the site.
+DOMAIN_VERIFIED_RECHECK_HOURS = 24
+DOMAIN_VERIFIED_GRACE_DAYS = 7
+# One tick checks at most this many, the least recently checked first; each DNS lookup is capped
+# at a few seconds, so a tick stays well inside the task time limit.
+DOMAIN_CHECK_BATCH = 30
+
+_DV = DomainVerificationRecord.Status
+
+
+def _forget_verified_hosts_after_commit() -> None:
+    from .domains import verified_hosts_forget
+
+    transaction.on_commit(verified_hosts_forget)
+
+
+def domain_claim(*, site_id, user, domain: str) -> DomainVerificationRecord:
+    """An owner adds a custom domain to their live site: a pending record with the TXT record to
+    publish. Raises DomainRefused."""
+    from django.core.exceptions import ValidationError
+
+    from .domains import TXT_VALUE_PREFIX, domain_normalise, txt_record_name
+
+    try:
+        domain = domain_normalise(domain)
+    except ValidationError as exc:
+        raise DomainRefused(exc.messages[0]) from None
+    with transaction.atomic():
+        site = Site.objects.select_for_update().filter(pk=site_id, owner=user).first()
+        if site is None:
+            raise DomainRefused("No such site.")
+        if site.status != Site.Status.ACTIVE:
+            raise DomainRefused("Custom domains are for live sites. Activate hosting to put your site online first.")
+        if site.domains.count() >= DOMAINS_PER_SITE:
+            raise DomainRefused(f"A site can have up to {DOMAINS_PER_SITE} domains. Remove one to add another.")
+        # A failed claim does not hold the name: whoever can publish the record may claim it again.
+        DomainVerificationRecord.objects.filter(domain=domain, status=_DV.FAILED).delete()
+        try:
+            with transaction.atomic():
+                record = DomainVerificationRecord.objects.create(
+                    site=site, domain=domain, txt_record_name=txt_record_name(domain),
+                    # Unguessable, so nobody can prepare a record for a domain before its owner claims it.
+                    txt_record_value=TXT_VALUE_PREFIX + secrets.token_urlsafe(24),
+                )
+        except IntegrityError:
+            # Unique on domain: a concurrent or earlier claim won, for this site or another.
+            raise DomainRefused("That domain is already connected to a WebMagic site.") from None
+    logger.info("domain record %s claimed for site %s by customer %s", record.pk, site.pk, user.pk)
+    return record
+
+
+@transaction.atomic
+def domain_delete(*, record_id: int, user) -> bool:
+    """The owner disconnects a domain. False if it is not theirs (or already gone)."""
+    record = DomainVerificationRecord.objects.select_for_update().filter(pk=record_id, site__owner=user).first()
+    if record is None:
+        return False
+    was_verified = record.status == _DV.VERIFIED
+    record.delete()
+    if was_verified:
+        _forget_verified_hosts_after_commit()
+    logger.info("domain record %s deleted by customer %s", record_id, user.pk)
+    return True
+
+
+def domain_check(*, record_id: int) -> DomainVerificationRecord | None:
+    """Look for the record's TXT value in DNS and move its status. Idempotent; safe when two
+    ticks check the same record. The lookup happens outside any transaction (no row is locked
+    while we wait on the network); the answer is applied to the row as it is then."""
+    from . import dns
+
+    record = DomainVerificationRecord.objects.filter(pk=record_id).first()
+    if record is None or record.status == _DV.FAILED:
+        return record
+    values: list[str] | None
+    try:
+        values = [value.strip() for value in dns.lookup_txt(record.txt_record_name)]
+        lookup_error = ""
+    except dns.DnsLookupError as exc:
+        values, lookup_error = None, f"DNS lookup failed ({exc}); we'll try again."
+    except Exception:
+        logger.exception("domain record %s: TXT lookup crashed", record_id)
+        values, lookup_error = None, "DNS lookup failed; we'll try again."
+
+    with transaction.atomic():
+        record = DomainVerificationRecord.objects.select_for_update().filter(pk=record_id).first()
+        if record is None or record.status == _DV.FAILED:
+            return record
+        now = timezone.now()
+        before = record.status
+        record.last_checked_at = now
+        if values is None:
+            # No answer is not a "no": the status stays as it is.
+            record.last_error = lookup_error[:300]
+        elif record.txt_record_value in values:
+            record.status = _DV.VERIFIED
+            # verified_at is when the record was last found: re-checks move it forward, and a
+            # verified domain fails only once it has been missing for DOMAIN_VERIFIED_GRACE_DAYS.
+            record.verified_at = now
+            record.last_error = ""
+        else:
+            record.last_error = (
+                "TXT record found, but its value doesn't match." if values else "TXT record not found yet."
+            )
+            if record.status == _DV.PENDING and record.created_at <= now - timedelta(days=DOMAIN_PENDING_DAYS):
+                record.status = _DV.FAILED
+                record.last_error = f"No matching TXT record after {DOMAIN_PENDING_DAYS} days."
+            elif record.status == _DV.VERIFIED and (record.verified_at or record.created_at) <= now - timedelta(
+                days=DOMAIN_VERIFIED_GRACE_DAYS
+            ):
+                record.status = _DV.FAILED
+                record.last_error = f"The TXT record has been missing for {DOMAIN_VERIFIED_GRACE_DAYS} days."
+        record.save(update_fields=["status", "last_checked_at", "verified_at", "last_error", "updated_at"])
+        if record.status != before:
+            _forget_verified_hosts_after_commit()
+            logger.info("domain record %s: %s -> %s", record.pk, before, record.status)
+    return record
+
+
+def domains_check_due(*, limit: int = DOMAIN_CHECK_BATCH) -> list[int]:
+    """Ids to check on this tick: every pending record, and verified ones not checked for a day;
+    least recently checked first, so a backlog is worked through in turn."""
+    recheck_before = timezone.now() - timedelta(hours=DOMAIN_VERIFIED_RECHECK_HOURS)
+    due = Q(status=_DV.PENDING) | (
+        Q(status=_DV.VERIFIED) & (Q(last_checked_at__isnull=True) | Q(last_checked_at__lt=recheck_before))
+    )
+    return list(
+        DomainVerificationRecord.objects.filter(due)
+        .order_by(F("last_checked_at").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
