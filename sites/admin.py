@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from customers.models import CustomerUser
 
 from . import services
+from .domains import verified_hosts_forget
 from .models import DomainVerificationRecord, EditRequest, Site, SiteVersion
 
 MAX_HTML_CHARS = 1_500_000  # below DATA_UPLOAD_MAX_MEMORY_SIZE (2 MB) with room for the rest of the form
@@ -203,20 +204,115 @@ class SiteVersionAdmin(admin.ModelAdmin):
         return request.user.has_perm("sites.change_site")
 
 
+class EditRequestAdminForm(forms.ModelForm):
+    """Status and note only; the status offers just the moves the workflow allows from here."""
+
+    class Meta:
+        model = EditRequest
+        fields = ["status", "staff_note"]
+        widgets = {"staff_note": forms.Textarea(attrs={"rows": 4})}
+        help_texts = {"staff_note": "The owner sees this note in the portal and in the email (required to reject)."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial_status = self.instance.status
+        allowed = services.EDIT_REQUEST_TRANSITIONS.get(self.initial_status, frozenset())
+        self.fields["status"].choices = [
+            (value, label) for value, label in EditRequest.Status.choices if value == self.initial_status or value in allowed
+        ]
+        self.fields["status"].error_messages["invalid_choice"] = (
+            f"A request that is {self.instance.get_status_display().lower()} can't move to that status."
+        )
+
+    def clean(self):
+        cleaned = super().clean()
+        status, note = cleaned.get("status"), (cleaned.get("staff_note") or "").strip()
+        if status == EditRequest.Status.REJECTED and status != self.initial_status and not note:
+            self.add_error("staff_note", "Say why the request is rejected: the owner reads the note.")
+        return cleaned
+
+
+def _edit_requests_move(modeladmin, request, queryset, status):
+    moved, refused = 0, []
+    for edit_request_id in queryset.values_list("pk", flat=True):
+        try:
+            services.edit_request_transition(edit_request_id=edit_request_id, status=status, staff_user=request.user)
+            moved += 1
+        except services.EditRequestTransitionRefused as exc:
+            refused.append(str(exc))
+    if moved:
+        modeladmin.message_user(request, f"{moved} request(s) marked {EditRequest.Status(status).label.lower()}; owners are emailed.")
+    for message in refused:
+        modeladmin.message_user(request, message, messages.ERROR)
+
+
 @admin.register(EditRequest)
 class EditRequestAdmin(admin.ModelAdmin):
+    """Staff work owners' change requests. Every status change goes through the service, which
+    refuses moves the workflow does not allow and emails the owner once per status."""
+
+    form = EditRequestAdminForm
     list_display = ["id", "site", "requested_by", "status", "created_at", "resolved_at"]
-    list_filter = ["status"]
-    search_fields = ["site__slug", "requested_by__email", "description"]
+    list_filter = ["status", "created_at", "resolved_at"]
+    search_fields = ["site__slug", "site__business_name", "requested_by__email", "description"]
     list_select_related = ["site", "requested_by"]
-    raw_id_fields = ["site", "requested_by"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["site", "requested_by", "description", "created_at", "updated_at", "resolved_at"]
+    fields = ["site", "requested_by", "description", "status", "staff_note", "created_at", "updated_at", "resolved_at"]
+    actions = ["mark_in_progress", "mark_done"]
+
+    def has_add_permission(self, request):
+        return False  # owners ask from the portal
+
+    def save_model(self, request, obj, form, change):
+        if obj.status != form.initial_status:
+            try:
+                services.edit_request_transition(
+                    edit_request_id=obj.pk, status=obj.status, staff_note=obj.staff_note, staff_user=request.user
+                )
+            except services.EditRequestTransitionRefused as exc:  # someone else moved it meanwhile
+                self.message_user(request, str(exc), messages.ERROR)
+        elif "staff_note" in form.changed_data:
+            services.edit_request_note_set(edit_request_id=obj.pk, staff_note=obj.staff_note, staff_user=request.user)
+
+    @admin.action(description="Mark selected requests in progress (emails the owners)")
+    def mark_in_progress(self, request, queryset):
+        _edit_requests_move(self, request, queryset, EditRequest.Status.IN_PROGRESS)
+
+    @admin.action(description="Mark selected requests done (emails the owners)")
+    def mark_done(self, request, queryset):
+        _edit_requests_move(self, request, queryset, EditRequest.Status.DONE)
 
 
 @admin.register(DomainVerificationRecord)
 class DomainVerificationRecordAdmin(admin.ModelAdmin):
-    list_display = ["domain", "site", "status", "last_checked_at", "verified_at"]
+    """Read-only: owners add domains in the portal and DNS decides the status. Staff can check now."""
+
+    list_display = ["domain", "site", "status", "last_checked_at", "verified_at", "last_error", "created_at"]
     list_filter = ["status"]
     search_fields = ["domain", "site__slug"]
     list_select_related = ["site"]
-    raw_id_fields = ["site"]
+    readonly_fields = [
+        "site", "domain", "txt_record_name", "txt_record_value", "status", "last_checked_at", "verified_at", "last_error",
+        "created_at", "updated_at",
+    ]
+    actions = ["check_now"]
 
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Check DNS now for the selected domains")
+    def check_now(self, request, queryset):
+        for record_id in queryset.values_list("pk", flat=True):
+            record = services.domain_check(record_id=record_id)
+            if record is not None:
+                detail = f" — {record.last_error}" if record.last_error else ""
+                self.message_user(request, f"{record.domain}: {record.get_status_display()}{detail}")
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        verified_hosts_forget()  # a deleted verified domain stops serving now, not in a minute
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        verified_hosts_forget()
