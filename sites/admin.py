@@ -18,7 +18,7 @@ MAX_HTML_CHARS = 1_500_000  # below DATA_UPLOAD_MAX_MEMORY_SIZE (2 MB) with room
 
 class PublishVersionForm(forms.Form):
     html = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false"}), max_length=MAX_HTML_CHARS,
+        label="HTML", widget=forms.Textarea(attrs={"rows": 20, "cols": 100, "spellcheck": "false"}), max_length=MAX_HTML_CHARS,
         strip=False, help_text="The complete generated document. It is stored as is and only ever served sandboxed.",
     )
     note = forms.CharField(max_length=200, required=False, help_text="What changed, for the version list.")
@@ -72,12 +72,20 @@ class SiteAdmin(admin.ModelAdmin):
     search_help_text = "Slug, business name (title), owner's email or the business email."
     list_select_related = ["owner"]
     raw_id_fields = ["owner"]
-    # The owner changes only through "Transfer ownership" (it checks the hosting subscription).
+    # The owner changes only through "Transfer ownership" (it checks the hosting subscription), and
+    # the status and purchase facts only through payments and subscriptions (DESIGN: only
+    # webhook-confirmed money moves a site forward).
     readonly_fields = ["owner", "created_at", "updated_at"]
+    readonly_once_created = [
+        "status", "purchased_at", "purchase_transaction_id", "activated_at", "suspended_at", "hosting_nudge_sent_at",
+    ]
     date_hierarchy = "created_at"
     inlines = [SiteVersionInline]
     actions = ["transfer_ownership"]
     change_form_template = "admin/sites/site/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, *(self.readonly_once_created if obj else [])]
 
     def get_urls(self):
         view = self.admin_site.admin_view

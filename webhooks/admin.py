@@ -14,11 +14,11 @@ class WebhookEventAdmin(admin.ModelAdmin):
     search_fields = ["delivery_id", "object_id", "event_type"]
     date_hierarchy = "received_at"
     readonly_fields = [
-        "delivery_id", "event_type", "object_id", "live_mode", "status", "attempts", "error",
+        "delivery_id", "event_type", "object_id", "live_mode", "status", "attempts", "error_text",
         "received_at", "processing_started_at", "processed_at", "next_retry_at", "pretty_payload",
     ]
     fields = [
-        "delivery_id", "event_type", "object_id", "live_mode", "status", "attempts", "error", "received_at",
+        "delivery_id", "event_type", "object_id", "live_mode", "status", "attempts", "error_text", "received_at",
         "processing_started_at", "processed_at", "next_retry_at", "pretty_payload",
     ]
     actions = ["reprocess"]
@@ -35,6 +35,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def short_error(self, obj):
         first = obj.error.splitlines()[0] if obj.error else ""
         return first[:120] + ("…" if len(first) > 120 else "")
+
+    @admin.display(description="Error")
+    def error_text(self, obj):
+        return format_html('<pre class="webhook-error">{}</pre>', obj.error) if obj.error else "—"
 
     @admin.display(description="Payload")
     def pretty_payload(self, obj):

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from checkout.models import Payment
-from checkout.recurrente import RecurrenteError, RecurrenteValidationError, recurrente_client
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, RecurrenteValidationError, recurrente_client
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ def payment_refund_request(*, payment_id: int, staff_user) -> Payment:
                 f"Recurrente refused to refund {payment.recurrente_payment_id} (HTTP {exc.status}): {exc}"
                 + (f" — {details}" if details else "")
                 + f". Sent {', '.join(kwargs)}. Nothing was changed."
+            ) from exc
+        except RecurrenteNotFound as exc:
+            logger.warning("payment %s: Recurrente does not know it (%s)", payment.pk, ", ".join(kwargs))
+            raise RefundFailed(
+                f"Recurrente does not know {next(iter(kwargs.values()))} (HTTP 404); refund it from Recurrente's dashboard. "
+                "Nothing was changed."
             ) from exc
         except RecurrenteError as exc:
             logger.warning("payment %s: refund request failed (%s)", payment.pk, type(exc).__name__)

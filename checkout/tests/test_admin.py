@@ -92,6 +92,15 @@ def test_recurrente_down_changes_nothing(staff_client, recurrente_api):
     assert (payment.status, payment.recurrente_refund_id) == (Payment.Status.SUCCEEDED, "")
 
 
+def test_a_payment_recurrente_does_not_know_says_so(staff_client, recurrente_api):
+    recurrente_api.add(responses_lib.POST, f"{API}/refunds", status=404, json={"message": "Not found"})
+    payment = PaymentFactory(recurrente_intent_id="in_unknown01")
+    notes = act(staff_client, PAYMENTS, "refund", [payment.pk])
+    assert notes[0][0] == "error" and "does not know in_unknown01" in notes[0][1]
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED
+
+
 def test_refunding_twice_is_refused_without_asking_recurrente(staff_client, refund_api):
     pending = PaymentFactory(status=Payment.Status.REFUND_PENDING, recurrente_refund_id="re_1")
     done = PaymentFactory(status=Payment.Status.REFUNDED)

@@ -195,3 +195,11 @@ def test_site_change_page_runs_a_fixed_number_of_queries_whatever_the_versions(s
 
 def test_version_changelist_runs_a_fixed_number_of_queries(staff_client):
     assert_constant_queries(staff_client, "/admin/sites/siteversion/", lambda n: [SiteVersionFactory() for _ in range(n)])
+
+
+def test_status_and_purchase_facts_are_not_editable_on_a_site(staff_client, owned_site):
+    body = staff_client.get(change_url(owned_site)).content.decode()
+    for field in ("status", "owner", "purchased_at", "purchase_transaction_id"):
+        assert f'name="{field}"' not in body and f'name="{field}_0"' not in body
+    assert 'name="business_name"' in body
+    assert 'name="status"' in staff_client.get(SITES + "add/").content.decode()  # a new preview site can be added
