@@ -15,6 +15,7 @@ urlpatterns = [
     path("sites/", include("sites.urls")),
     path("checkout/", include("checkout.urls")),
     path("portal/sites/<slug:slug>/hosting/", include("checkout.hosting_urls")),
+    path("portal/sites/<slug:slug>/", include("sites.portal_urls")),
     path("portal/", include("customers.urls")),
     path("webhooks/", include("webhooks.urls")),
     # Brevo's delivery/open/click reports (basic auth; refused when ANYMAIL_WEBHOOK_SECRET is unset).
