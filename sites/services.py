@@ -272,9 +272,12 @@ def domain_claim(*, site_id, user, domain: str) -> DomainVerificationRecord:
 
 
 @transaction.atomic
-def domain_delete(*, record_id: int, user) -> bool:
-    """The owner disconnects a domain. False if it is not theirs (or already gone)."""
-    record = DomainVerificationRecord.objects.select_for_update().filter(pk=record_id, site__owner=user).first()
+def domain_delete(*, record_id: int, site_id, user) -> bool:
+    """The owner disconnects a domain of one of their sites. False if it is not theirs (or already gone)."""
+    record = (
+        DomainVerificationRecord.objects.select_for_update(of=("self",))
+        .filter(pk=record_id, site_id=site_id, site__owner=user).first()
+    )
     if record is None:
         return False
     was_verified = record.status == _DV.VERIFIED

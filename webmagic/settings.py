@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "sites.middleware.CustomDomainMiddleware",  # first: answers verified custom domains before any Host check
     "django.middleware.security.SecurityMiddleware",
     "webmagic.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
