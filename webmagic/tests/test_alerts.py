@@ -183,7 +183,18 @@ def test_check_alerts_task_mails_what_fires(monkeypatch, django_capture_on_commi
     assert "250 tasks waiting" in mail.outbox[0].subject
 
 
-def test_alerts_run_every_five_minutes_from_beat():
+def test_alerts_run_every_five_minutes_from_beat_reusing_a_5_minute_schedule():
+    import importlib
+
+    from django.apps import apps as django_apps
+    from django_celery_beat.models import IntervalSchedule
+
+    migration = importlib.import_module("webmagic.migrations.0005_alerts_periodic_task")
+    # Run the migration's function (transactional tests elsewhere may have flushed its row).
+    PeriodicTask.objects.filter(name=migration.TASK_NAME).delete()
+    existing, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
+    migration.create_task(django_apps, None)
+    migration.create_task(django_apps, None)  # idempotent
     task = PeriodicTask.objects.get(task="webmagic.tasks.check_alerts")
-    assert task.enabled
-    assert (task.interval.every, task.interval.period) == (5, "minutes")
+    assert task.enabled and task.interval_id == existing.pk
+    assert IntervalSchedule.objects.filter(every=5, period="minutes").count() == 1
