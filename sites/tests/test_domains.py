@@ -1,6 +1,7 @@
 """Custom domains (DESIGN §9): claiming, DNS checks through a replaceable resolver, and serving
 the live site by Host without trusting arbitrary Host values. No test touches the network."""
 
+import importlib
 from datetime import timedelta
 from unittest import mock
 
@@ -303,9 +304,20 @@ def test_the_task_checks_every_due_domain_and_one_crash_does_not_stop_the_rest(s
     assert tasks.check_domains.delay().get() == {"checked": 1, "failed": 0}  # idempotent: only b is still due
 
 
-def test_the_beat_schedule_checks_domains_every_10_minutes():
+def test_the_beat_schedule_checks_domains_every_10_minutes_reusing_a_10_minute_schedule():
+    from django.apps import apps as django_apps
+    from django_celery_beat.models import IntervalSchedule
+
+    migration = importlib.import_module("sites.migrations.0002_domain_check_periodic_task")
+    # Run the migration's function: transactional tests elsewhere may have flushed its row.
+    PeriodicTask.objects.filter(name=migration.TASK_NAME).delete()
+    existing, _ = IntervalSchedule.objects.get_or_create(every=10, period="minutes")
+    migration.create_task(django_apps, None)
+    migration.create_task(django_apps, None)  # idempotent
     task = PeriodicTask.objects.get(task="sites.tasks.check_domains")
-    assert task.enabled and (task.interval.every, task.interval.period) == (10, "minutes")
+    assert task.enabled and task.interval_id == existing.pk
+    assert IntervalSchedule.objects.filter(every=10, period="minutes").count() == 1
+    assert PeriodicTask.objects.filter(task="sites.tasks.check_domains").count() == 1
 
 
 def test_the_real_resolver_joins_txt_strings_and_tells_missing_from_unknown():
