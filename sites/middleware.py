@@ -76,8 +76,14 @@ class CustomDomainMiddleware:
         request.user = AnonymousUser()
         path = request.path_info
         if path == "/":
-            return views.site_page(request, slug=site.slug)
-        if path in ("/raw/", reverse("sites:document", args=[site.slug])):
-            return views.site_document(request, slug=site.slug)
-        logger.debug("custom domain for site %s: no page at %s", site.pk, path)
-        return HttpResponseNotFound("Not found", content_type="text/plain; charset=utf-8")
+            response = views.site_page(request, slug=site.slug)
+        elif path in ("/raw/", reverse("sites:document", args=[site.slug])):
+            response = views.site_document(request, slug=site.slug)
+        else:
+            logger.debug("custom domain for site %s: no page at %s", site.pk, path)
+            response = HttpResponseNotFound("Not found", content_type="text/plain; charset=utf-8")
+        if settings.SECURE_HSTS_SECONDS and request.is_secure():
+            # Set here so SecurityMiddleware keeps it: our includeSubDomains/preload are decisions
+            # for our own domain, not for the customer's other subdomains.
+            response["Strict-Transport-Security"] = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        return response

@@ -408,3 +408,13 @@ def test_unknown_hosts_cost_no_query_once_the_verified_set_is_cached(site, djang
     host_client("a.example.com").get("/")
     with django_assert_num_queries(0):
         assert host_client("b.example.com").get("/").status_code == 400
+
+
+def test_a_customers_domain_gets_hsts_without_our_subdomain_and_preload_flags(site, settings):
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = True
+    record_for(site, status=D.VERIFIED, verified_at=timezone.now())
+    response = host_client("www.joespipes.com").get("/", secure=True)
+    assert response.status_code == 200 and response["Strict-Transport-Security"] == "max-age=3600"
+    assert "preload" in Client().get("/sites/joes-pipes/", secure=True)["Strict-Transport-Security"]
