@@ -111,11 +111,12 @@ def broker_queue_length() -> int | None:
     """Messages waiting in the default Celery queue, or None when the broker cannot say."""
     from .celery import app
 
-    if not str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://")):
         logger.info("queue-length alert skipped: broker transport is not Redis")
         return None
     queue = app.conf.task_default_queue or "celery"
-    with app.connection_for_write() as connection:
+    with app.connection_for_write(url=url) as connection:
         return int(connection.default_channel.client.llen(queue))
 
 

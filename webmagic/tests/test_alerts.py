@@ -1,5 +1,6 @@
 """Staff alerts (DESIGN §8): each rule, its minimum sample, and at most one email an hour per kind."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -162,8 +163,29 @@ def test_queue_over_100_waiting_alerts_and_an_unreadable_broker_is_skipped():
 
 
 def test_queue_length_is_skipped_when_the_broker_is_not_redis(settings):
-    # Tests run on the in-memory transport: the broker cannot be asked, so no alert and no crash.
+    settings.CELERY_BROKER_URL = "memory://"  # a transport that cannot be asked
     assert alerts.broker_queue_length() is None
+
+
+def test_queue_length_reads_the_redis_queue(monkeypatch, settings):
+    import redis
+
+    from webmagic.celery import app
+
+    url = "redis://127.0.0.1:6379/13"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis server on 127.0.0.1:6379 (CI has one)")
+    queue = f"alerts-test-{uuid.uuid4().hex}"
+    settings.CELERY_BROKER_URL = url
+    monkeypatch.setitem(app.conf, "task_default_queue", queue)
+    client.rpush(queue, *["task"] * 3)
+    try:
+        assert alerts.broker_queue_length() == 3
+    finally:
+        client.delete(queue)
 
 
 def test_one_failing_rule_does_not_silence_the_others(monkeypatch):
