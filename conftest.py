@@ -57,10 +57,10 @@ def beat_schedule(db):
     from django_celery_beat.models import PeriodicTask
 
     ours = {"webmagic", "customers", "sites", "checkout", "webhooks"}
-    for (app_label, _name), migration in sorted(MigrationLoader(connection).disk_migrations.items()):
-        if app_label not in ours:
+    for (app_label, name), migration in sorted(MigrationLoader(connection).disk_migrations.items()):
+        if app_label not in ours or "periodic_task" not in name:
             continue
         for operation in migration.operations:
-            if isinstance(operation, RunPython) and "PeriodicTask" in operation.code.__code__.co_names + operation.code.__code__.co_consts:
+            if isinstance(operation, RunPython):
                 operation.code(apps, connection.schema_editor())
     return PeriodicTask.objects

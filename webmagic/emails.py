@@ -46,7 +46,7 @@ def email_queue(
             )
     except IntegrityError:
         if dedupe_key and EmailLog.objects.filter(dedupe_key=dedupe_key).exists():
-            logger.info("email %s already queued once; not sending again", dedupe_key)
+            logger.info("email of kind %s already queued once (its dedupe key is taken); not sending again", kind)
             return None
         raise
     from .tasks import send_email

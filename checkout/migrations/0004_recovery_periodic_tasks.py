@@ -3,6 +3,8 @@ in admin; the beat process reads them through django_celery_beat's DatabaseSched
 
 from django.db import migrations
 
+from webmagic.beat import periodic_task_ensure, periodic_tasks_remove
+
 SCAN_NAME = "Abandoned checkouts: send recovery reminders"
 SCAN_TASK = "checkout.tasks.check_abandoned_carts"
 CLEANUP_NAME = "Abandoned checkouts: expire old sessions and strip personal data"
@@ -10,35 +12,20 @@ CLEANUP_TASK = "checkout.tasks.cleanup_old_abandoned_carts"
 
 
 def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_5_minutes, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
-    daily_at_3, _ = CrontabSchedule.objects.get_or_create(
-        minute="0", hour="3", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
+    periodic_task_ensure(
+        apps, name=SCAN_NAME, task=SCAN_TASK, every=(5, "minutes"),
+        # A tick that waits in the queue longer than its own period is pointless: the next one covers it.
+        expire_seconds=5 * 60,
+        description="Claims checkouts left unpaid for 15 minutes and sends one recovery reminder per person and site.",
     )
-    # get_or_create on the name: re-running (or staff having edited the row) never duplicates it.
-    PeriodicTask.objects.get_or_create(
-        name=SCAN_NAME,
-        defaults={
-            "task": SCAN_TASK, "interval": every_5_minutes, "enabled": True,
-            # A tick that waits in the queue longer than its own period is pointless: the next one covers it.
-            "expire_seconds": 5 * 60,
-            "description": "Claims checkouts left unpaid for 15 minutes and sends one recovery reminder per person and site.",
-        },
-    )
-    PeriodicTask.objects.get_or_create(
-        name=CLEANUP_NAME,
-        defaults={
-            "task": CLEANUP_TASK, "crontab": daily_at_3, "enabled": True,
-            "description": "Marks sessions past the recovery window expired; removes IP and user agent after 90 days.",
-        },
+    periodic_task_ensure(
+        apps, name=CLEANUP_NAME, task=CLEANUP_TASK, crontab={"minute": "0", "hour": "3"},
+        description="Marks sessions past the recovery window expired; removes IP and user agent after 90 days.",
     )
 
 
 def delete_schedule(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[SCAN_NAME, CLEANUP_NAME]).delete()
+    periodic_tasks_remove(apps, SCAN_NAME, CLEANUP_NAME)
 
 
 class Migration(migrations.Migration):

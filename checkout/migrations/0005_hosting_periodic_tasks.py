@@ -4,6 +4,8 @@ day ago but never started hosting."""
 
 from django.db import migrations
 
+from webmagic.beat import periodic_task_ensure, periodic_tasks_remove
+
 SUSPEND_NAME = "Hosting: suspend sites whose cancelled subscription has ended"
 SUSPEND_TASK = "checkout.tasks.suspend_ended_subscriptions"
 NUDGE_NAME = "Hosting: nudge owners who have not activated hosting"
@@ -11,33 +13,21 @@ NUDGE_TASK = "checkout.tasks.send_hosting_nudges"
 
 
 def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    # get_or_create: reuse the schedule rows other tasks already point at.
-    every_15_minutes, _ = IntervalSchedule.objects.get_or_create(every=15, period="minutes")
-    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period="hours")
-    PeriodicTask.objects.get_or_create(
-        name=SUSPEND_NAME,
-        defaults={
-            "task": SUSPEND_TASK, "interval": every_15_minutes, "enabled": True,
-            # A tick waiting in the queue longer than its period is covered by the next one.
-            "expire_seconds": 15 * 60,
-            "description": "A site whose hosting was cancelled stays live until the paid period ends; this suspends it then "
-            "and emails the owner, once.",
-        },
+    periodic_task_ensure(
+        apps, name=SUSPEND_NAME, task=SUSPEND_TASK, every=(15, "minutes"),
+        # A tick waiting in the queue longer than its period is covered by the next one.
+        expire_seconds=15 * 60,
+        description="A site whose hosting was cancelled stays live until the paid period ends; this suspends it then "
+        "and emails the owner, once.",
     )
-    PeriodicTask.objects.get_or_create(
-        name=NUDGE_NAME,
-        defaults={
-            "task": NUDGE_TASK, "interval": hourly, "enabled": True, "expire_seconds": 60 * 60,
-            "description": "One email to owners who bought their site 24 hours ago and have not started hosting.",
-        },
+    periodic_task_ensure(
+        apps, name=NUDGE_NAME, task=NUDGE_TASK, every=(1, "hours"), expire_seconds=60 * 60,
+        description="One email to owners who bought their site 24 hours ago and have not started hosting.",
     )
 
 
 def delete_schedule(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name__in=[SUSPEND_NAME, NUDGE_NAME]).delete()
+    periodic_tasks_remove(apps, SUSPEND_NAME, NUDGE_NAME)
 
 
 class Migration(migrations.Migration):

@@ -2,31 +2,24 @@
 
 from django.db import migrations
 
+from webmagic.beat import periodic_task_ensure, periodic_tasks_remove
+
 TASK_NAME = "Custom domains: check TXT records"
 TASK_PATH = "sites.tasks.check_domains"
 
 
 def create_task(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    # Reuse a 10-minute schedule if one exists (IntervalSchedule is not unique, so no get_or_create).
-    every_10_minutes = IntervalSchedule.objects.filter(every=10, period="minutes").order_by("pk").first()
-    if every_10_minutes is None:
-        every_10_minutes = IntervalSchedule.objects.create(every=10, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": TASK_PATH, "interval": every_10_minutes, "enabled": True,
-            # A tick waiting in the queue longer than its period is covered by the next one.
-            "expire_seconds": 10 * 60,
-            "description": "Looks up the TXT record owners publish for their custom domain: pending domains every tick "
-            "(failed after 7 days without it), verified ones daily.",
-        },
+    periodic_task_ensure(
+        apps, name=TASK_NAME, task=TASK_PATH, every=(10, "minutes"),
+        # A tick waiting in the queue longer than its period is covered by the next one.
+        expire_seconds=10 * 60,
+        description="Looks up the TXT record owners publish for their custom domain: pending domains every tick "
+        "(failed after 7 days without it), verified ones daily.",
     )
 
 
 def delete_task(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+    periodic_tasks_remove(apps, TASK_NAME)
 
 
 class Migration(migrations.Migration):

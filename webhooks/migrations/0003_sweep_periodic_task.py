@@ -2,31 +2,21 @@
 
 from django.db import migrations
 
+from webmagic.beat import periodic_task_ensure, periodic_tasks_remove
+
 TASK_NAME = "Re-drive unprocessed webhooks"
 TASK_PATH = "webhooks.tasks.sweep_unprocessed_webhooks"
 
 
 def create_sweep(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    # Shared with other beat tasks; never create a second identical schedule.
-    every_5_minutes = IntervalSchedule.objects.filter(every=5, period="minutes").first()
-    if every_5_minutes is None:
-        every_5_minutes = IntervalSchedule.objects.create(every=5, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": TASK_PATH,
-            "interval": every_5_minutes,
-            "enabled": True,
-            "description": "Processes webhook events left received/processing or failed and due for a retry.",
-        },
+    periodic_task_ensure(
+        apps, name=TASK_NAME, task=TASK_PATH, every=(5, "minutes"),
+        description="Processes webhook events left received/processing or failed and due for a retry.",
     )
 
 
 def delete_sweep(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name=TASK_NAME).delete()
+    periodic_tasks_remove(apps, TASK_NAME)
 
 
 class Migration(migrations.Migration):
