@@ -1,6 +1,7 @@
 """Starting a purchase: our CheckoutSession first, then Recurrente's hosted checkout."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -52,7 +53,7 @@ def purchase_start(*, site_id, full_name: str, email: str, request_context: Requ
     if reusable:
         logger.info("checkout session %s reused for site %s", session.pk, site_id)
         return session
-    return checkout_create(session_id=session.pk)
+    return checkout_create(session_id=session.pk, payload_builder=purchase_payload)
 
 
 def _reusable_sessions(*, site_id, email: str):
@@ -114,7 +115,7 @@ def checkout_payload(*, session: CheckoutSession, item: dict, success_url: str, 
     return payload
 
 
-def _purchase_payload(session: CheckoutSession) -> dict:
+def purchase_payload(session: CheckoutSession) -> dict:
     site = session.site
     item = {
         "name": f"Website — {site.business_name}"[:200],
@@ -128,10 +129,7 @@ def _purchase_payload(session: CheckoutSession) -> dict:
     return checkout_payload(session=session, item=item, success_url=success, cancel_url=cancel)
 
 
-PAYLOAD_BUILDERS = {CheckoutSession.Kind.PURCHASE: _purchase_payload}
-
-
-def checkout_create(*, session_id, payload_builder=None) -> CheckoutSession:
+def checkout_create(*, session_id, payload_builder: Callable[[CheckoutSession], dict]) -> CheckoutSession:
     """Create the Recurrente checkout for an `initiated` session and store its id and URL.
 
     The session row stays locked during the call so a concurrent duplicate waits for this one.
@@ -141,9 +139,8 @@ def checkout_create(*, session_id, payload_builder=None) -> CheckoutSession:
         session = CheckoutSession.objects.select_for_update().select_related("site").get(pk=session_id)
         if session.status != CheckoutSession.Status.INITIATED:
             return session
-        builder = payload_builder or PAYLOAD_BUILDERS[session.kind]
         try:
-            result = recurrente_client().create_checkout(builder(session))
+            result = recurrente_client().create_checkout(payload_builder(session))
         except RecurrenteError as exc:
             session.checkout_error = f"{type(exc).__name__}: {exc}"[:2000]
             session.save(update_fields=["checkout_error", "updated_at"])

@@ -39,7 +39,7 @@ from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression
 from webmagic.money import discounted, format_usd
 
-from .purchase import PAYLOAD_BUILDERS, RequestContext, SiteNotForSale, checkout_create, checkout_lifetime
+from .purchase import RequestContext, SiteNotForSale, checkout_create, checkout_lifetime, purchase_payload
 
 logger = logging.getLogger(__name__)
 
@@ -484,7 +484,7 @@ def _site_available_or_raise(*, session: CheckoutSession, site: Site) -> None:
 
 def recovery_payload(session: CheckoutSession) -> dict:
     """The purchase payload at the session's (discounted) amount, naming the code for the buyer."""
-    payload = PAYLOAD_BUILDERS[CheckoutSession.Kind.PURCHASE](session)
+    payload = purchase_payload(session)
     original = session.recovered_from
     code = original.recovery_code if original else ""
     item = payload["items"][0]
