@@ -28,7 +28,7 @@ class CheckoutSessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # sessions are made by the purchase flow only
 
-    @admin.action(description="Send the recovery reminder now (same rules as the scan)")
+    @admin.action(description="Send the recovery reminder now (same rules as the scan)", permissions=["change"])
     def send_reminder_now(self, request, queryset):
         for session_id, email in queryset.values_list("pk", "customer_email"):
             result = recovery.recovery_reminder_send_now(session_id=session_id)
@@ -92,7 +92,7 @@ class PaymentAdmin(admin.ModelAdmin):
         label = payment.get_flag_display()
         return label if payment.status == Payment.Status.SUCCEEDED else f"{label} ({payment.get_status_display().lower()})"
 
-    @admin.action(description="Refund through Recurrente (full amount)")
+    @admin.action(description="Refund through Recurrente (full amount)", permissions=["change"])
     def refund(self, request, queryset):
         for payment_id, reference in queryset.values_list("pk", "recurrente_payment_id"):
             try:
@@ -126,7 +126,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # mirrors Recurrente; rows come from its webhooks
 
-    @admin.action(description="Cancel through Recurrente (site stays live until the paid period ends)")
+    @admin.action(description="Cancel through Recurrente (site stays live until the paid period ends)", permissions=["change"])
     def cancel(self, request, queryset):
         for subscription_id, reference in queryset.values_list("pk", "recurrente_subscription_id"):
             try:

@@ -37,7 +37,7 @@ class CustomerUserAdmin(UserAdmin):
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "full_name", "password1", "password2"]})]
     actions = ["resend_set_password_email", "send_verification_email"]
 
-    @admin.action(description="Email a new set-your-password link")
+    @admin.action(description="Email a new set-your-password link", permissions=["change"])
     def resend_set_password_email(self, request, queryset):
         sent = 0
         for user in queryset.filter(is_active=True):
@@ -46,7 +46,7 @@ class CustomerUserAdmin(UserAdmin):
             sent += 1
         self.message_user(request, f"Queued a set-your-password email for {sent} customer(s).", messages.SUCCESS)
 
-    @admin.action(description="Email a link to confirm their address")
+    @admin.action(description="Email a link to confirm their address", permissions=["change"])
     def send_verification_email(self, request, queryset):
         sent = sum(1 for user in queryset.filter(is_active=True, email_verified=False) if services.verify_email_queue(user=user))
         self.message_user(request, f"Queued a confirmation email for {sent} unverified customer(s).", messages.SUCCESS)

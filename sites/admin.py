@@ -98,7 +98,7 @@ class SiteAdmin(admin.ModelAdmin):
         ]
 
     # --- Actions and pages ----------------------------------------------------------------------
-    @admin.action(description="Transfer ownership of the selected site…")
+    @admin.action(description="Transfer ownership of the selected site…", permissions=["change"])
     def transfer_ownership(self, request, queryset):
         sites = list(queryset.values_list("pk", flat=True)[:2])
         if len(sites) != 1:
@@ -283,11 +283,11 @@ class EditRequestAdmin(admin.ModelAdmin):
         elif "staff_note" in form.changed_data:
             services.edit_request_note_set(edit_request_id=obj.pk, staff_note=obj.staff_note, staff_user=request.user)
 
-    @admin.action(description="Mark selected requests in progress (emails the owners)")
+    @admin.action(description="Mark selected requests in progress (emails the owners)", permissions=["change"])
     def mark_in_progress(self, request, queryset):
         _edit_requests_move(self, request, queryset, EditRequest.Status.IN_PROGRESS)
 
-    @admin.action(description="Mark selected requests done (emails the owners)")
+    @admin.action(description="Mark selected requests done (emails the owners)", permissions=["change"])
     def mark_done(self, request, queryset):
         _edit_requests_move(self, request, queryset, EditRequest.Status.DONE)
 
@@ -309,7 +309,7 @@ class DomainVerificationRecordAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Check DNS now for the selected domains")
+    @admin.action(description="Check DNS now for the selected domains", permissions=["change"])
     def check_now(self, request, queryset):
         for record_id in queryset.values_list("pk", flat=True):
             record = services.domain_check(record_id=record_id)

@@ -45,7 +45,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         # format_html escapes the JSON: payload strings are attacker-controlled text.
         return format_html('<pre class="webhook-payload">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False))
 
-    @admin.action(description="Reprocess selected failed or ignored events")
+    @admin.action(description="Reprocess selected failed or ignored events", permissions=["change"])
     def reprocess(self, request, queryset):
         ids = services.webhook_events_reprocess(event_ids=queryset.values_list("pk", flat=True))
         skipped = queryset.count() - len(ids)
