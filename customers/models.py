@@ -12,7 +12,9 @@ class CustomerUserManager(BaseUserManager):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):
-        return self.get(email__iexact=normalize_email_address(username))
+        # Exact match on the stored (normalised) spelling: a case-insensitive SQL match would also
+        # fold look-alikes such as "ſ" into "s" and let them dodge per-email rate limits.
+        return self.get(email=normalize_email_address(username))
 
     def create_user(self, email, password=None, **extra_fields):
         if not email:

@@ -28,7 +28,7 @@ def customer_get_or_create_for_purchase(
     normalized = normalize_email_address(email)
     if not normalized:
         raise ValueError("a purchase needs the buyer's email")
-    user = CustomerUser.objects.filter(email__iexact=normalized).first()
+    user = CustomerUser.objects.filter(email=normalized).first()
     created = False
     if user is None:
         try:
@@ -41,7 +41,7 @@ def customer_get_or_create_for_purchase(
         except IntegrityError:
             # Another worker created it between our read and our insert (the case-insensitive
             # unique constraint made us wait for its commit): use that account.
-            user = CustomerUser.objects.get(email__iexact=normalized)
+            user = CustomerUser.objects.get(email=normalized)
     if not created:
         updates = {}
         if full_name and not user.full_name:
@@ -146,7 +146,7 @@ def password_reset_users_for_email(*, email: str) -> list[CustomerUser]:
     normalized = normalize_email_address(email)
     if not normalized:
         return []
-    return list(CustomerUser.objects.filter(email__iexact=normalized, is_active=True))
+    return list(CustomerUser.objects.filter(email=normalized, is_active=True))
 
 
 # --- Email verification -------------------------------------------------------------------------

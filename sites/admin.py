@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from customers.models import CustomerUser
+from customers.models import CustomerUser, normalize_email_address
 
 from . import services
 from .domains import verified_hosts_forget
@@ -29,7 +29,7 @@ class TransferOwnershipForm(forms.Form):
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip().lower()
-        self.new_owner = CustomerUser.objects.filter(email__iexact=email, is_active=True).first()
+        self.new_owner = CustomerUser.objects.filter(email=normalize_email_address(email), is_active=True).first()
         if self.new_owner is None:
             raise forms.ValidationError("No active customer account has this email. Create it under Customers first.")
         return email

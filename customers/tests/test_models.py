@@ -42,3 +42,10 @@ def test_seed_fields_exist_with_sensible_defaults():
 def test_superuser_is_staff():
     user = CustomerUser.objects.create_superuser("root@example.com", "a-long-enough-password")
     assert user.is_staff and user.is_superuser
+
+
+def test_look_alike_letters_do_not_reach_another_account(rf):
+    # PostgreSQL's case folding maps "ſ" to "S"; lookups use the exact normalised spelling instead.
+    CustomerUser.objects.create_user("boss@example.com", "a-long-enough-password")
+    assert authenticate(rf.get("/"), username="boſs@example.com", password="a-long-enough-password") is None
+    assert authenticate(rf.get("/"), username=" BOSS@example.com", password="a-long-enough-password") is not None
