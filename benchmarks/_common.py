@@ -37,6 +37,7 @@ def production_env(database_url: str, port: int = 8765) -> dict:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SITE_URL": f"http://127.0.0.1:{port}",
         "SECURE_SSL_REDIRECT": "False",
+        "TRUSTED_PROXY_COUNT": "0",
         "LOG_LEVEL": "WARNING",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "CELERY_TASK_ALWAYS_EAGER": "False",

@@ -1,6 +1,21 @@
 """Client IP behind a known number of trusted proxies."""
 
+import ipaddress
+
 from django.conf import settings
+
+
+def _parse_ip(value: str) -> str | None:
+    """An IP address from a header value ("1.2.3.4", "1.2.3.4:5678", "[::1]:80"), or None."""
+    value = value.strip()
+    if value.startswith("["):  # [v6]:port
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:  # v4:port
+        value = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def client_ip(request) -> str:
@@ -8,11 +23,13 @@ def client_ip(request) -> str:
 
     With N trusted proxies, each appends the address it received from, so the client's address is
     the N-th value from the right of X-Forwarded-For. Values further left are client-supplied and
-    can be forged, so they are never used.
+    can be forged, so they are never used; a value that is not an IP address is ignored.
     """
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies > 0:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        forwarded = [part for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
         if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR", "") or "0.0.0.0"  # noqa: S104 (a placeholder address, not a bind)
+            parsed = _parse_ip(forwarded[-proxies])
+            if parsed:
+                return parsed
+    return _parse_ip(request.META.get("REMOTE_ADDR", "")) or "0.0.0.0"  # noqa: S104 (a placeholder address, not a bind)

@@ -134,6 +134,9 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "webmagic.views.ratelimited"
 # The client IP comes from our own trusted-proxy rule, never the first X-Forwarded-For value.
 RATELIMIT_IP_META_KEY = "webmagic.http.client_ip"
+# Production must say how many proxies stand in front of it (0 is a valid answer): behind a load
+# balancer, a wrong 0 puts every visitor in the balancer's single rate-limit bucket.
+TRUSTED_PROXY_COUNT_SET = "TRUSTED_PROXY_COUNT" in env.ENVIRON
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache increments atomically; django-ratelimit only lists third-party ones.
@@ -255,6 +258,8 @@ def _refuse_unsafe_production():
         problems.append("RECURRENTE_WEBHOOK_SECRETS is required (webhooks are never accepted unverified)")
     if not REDIS_URL:
         problems.append("REDIS_URL is required (rate limits need a shared cache)")
+    if not TRUSTED_PROXY_COUNT_SET:
+        problems.append("TRUSTED_PROXY_COUNT is required (how many proxies add to X-Forwarded-For; 0 if none)")
     if problems:
         raise ImproperlyConfigured("Refusing to start in production (DEBUG=False): " + "; ".join(problems))
 

@@ -48,3 +48,21 @@ def test_client_ip_falls_back_when_header_is_shorter_than_the_proxy_chain():
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="203.0.113.9")
     with override_settings(TRUSTED_PROXY_COUNT=2):
         assert client_ip(request) == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    "forwarded, expected",
+    [("203.0.113.9:5678", "203.0.113.9"), ("[2001:db8::1]:443", "2001:db8::1"), ("2001:db8::2", "2001:db8::2"),
+     ("not-an-ip", "10.0.0.5"), ("", "10.0.0.5")],
+)
+def test_client_ip_accepts_ports_and_ignores_junk(forwarded, expected):
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=forwarded)
+    with override_settings(TRUSTED_PROXY_COUNT=1):
+        assert client_ip(request) == expected
+
+
+@pytest.mark.django_db
+def test_a_junk_forwarded_header_does_not_break_a_rate_limited_form(client):
+    with override_settings(TRUSTED_PROXY_COUNT=1):
+        response = client.post("/portal/login/", {"username": "a@example.com", "password": "x"}, HTTP_X_FORWARDED_FOR="not-an-ip")
+    assert response.status_code == 400

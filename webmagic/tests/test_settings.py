@@ -20,11 +20,13 @@ GOOD_PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "ALLOWED_HOSTS": "webmagic.example",
     "SITE_URL": "https://webmagic.example",
+    "TRUSTED_PROXY_COUNT": "1",
 }
 
 
 def run_manage(env_overrides, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECURRENTE_", "DEBUG", "SECRET_KEY", "REDIS_URL"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RECURRENTE_", "DEBUG", "SECRET_KEY", "REDIS_URL", "TRUSTED_PROXY_COUNT"))}
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -38,6 +40,7 @@ def run_manage(env_overrides, *args):
         ("RECURRENTE_SECRET_KEY", "RECURRENTE_SECRET_KEY"),
         ("RECURRENTE_WEBHOOK_SECRETS", "RECURRENTE_WEBHOOK_SECRETS"),
         ("REDIS_URL", "REDIS_URL"),
+        ("TRUSTED_PROXY_COUNT", "TRUSTED_PROXY_COUNT"),
     ],
 )
 def test_production_refuses_to_start_without_each_secret(missing, message):
