@@ -22,11 +22,23 @@ def session_for_success_page(*, raw_id: str | None) -> CheckoutSession | None:
 
 
 def payment_state(session: CheckoutSession) -> str:
-    """What the buyer should be told: confirmed, in_progress (bank transfer) or confirming."""
+    """What the buyer should be told about their payment:
+
+    - confirmed: paid, and the site is theirs (fulfilment links the session to their account);
+    - refund: paid, but the site had been sold a moment before (the payment awaits a refund);
+    - review: a payment arrived that we could not accept as is (wrong amount): staff check it;
+    - in_progress: a bank transfer has started; confirming: nothing confirmed yet.
+    """
+    from checkout.models import Payment
+
     if session.status == CheckoutSession.Status.COMPLETED:
-        return "confirmed"
+        # Only a fulfilled purchase links the session to the buyer's account; a completed session
+        # without one is a payment for a site that was no longer for sale.
+        return "confirmed" if session.user_id else "refund"
     if session.payment_in_progress_at:
         return "in_progress"
+    if Payment.objects.filter(checkout_session=session).exclude(flag=Payment.Flag.NONE).exists():
+        return "review"
     return "confirming"
 
 

@@ -31,11 +31,33 @@ def test_before_the_webhook_it_says_confirming_and_never_redirects(client, sessi
 
 
 def test_after_the_webhook_it_confirms_with_next_steps(client, session):
-    CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.COMPLETED, completed_at=timezone.now())
+    from customers.tests.factories import CustomerFactory
+
+    CheckoutSession.objects.filter(pk=session.pk).update(
+        status=CheckoutSession.Status.COMPLETED, completed_at=timezone.now(), user=CustomerFactory()
+    )
     body = page(client, session.pk).content.decode()
     assert "LA Plumbing Pros is yours!" in body and "Confirming" not in body
     assert "set your password" in body.lower() and "Activate hosting" in body
     assert client.get(f"/checkout/success/status/?session={session.pk}").json() == {"state": "confirmed"}
+
+
+def test_a_buyer_who_lost_the_race_for_the_site_is_told_about_the_refund(client, session):
+    # Fulfilment flags such a payment for refund and completes the session without an owner link.
+    CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.COMPLETED, completed_at=timezone.now())
+    body = page(client, session.pk).content.decode()
+    assert "claimed just before you" in body and "refunded in full" in body
+    assert "is yours" not in body and "Go to your dashboard" not in body
+    assert client.get(f"/checkout/success/status/?session={session.pk}").json() == {"state": "refund"}
+
+
+def test_a_payment_with_the_wrong_amount_is_under_review(client, session):
+    from checkout.models import Payment
+    from checkout.tests.factories import PaymentFactory
+
+    PaymentFactory(site=session.site, checkout_session=session, flag=Payment.Flag.AMOUNT_MISMATCH)
+    assert "checking your payment" in page(client, session.pk).content.decode()
+    assert client.get(f"/checkout/success/status/?session={session.pk}").json() == {"state": "review"}
 
 
 def test_bank_transfer_in_progress(client, session):
@@ -70,5 +92,5 @@ def test_success_page_is_get_only(client, session):
 
 
 def test_success_page_query_count_is_fixed(client, session, django_assert_max_num_queries):
-    with django_assert_max_num_queries(1):
+    with django_assert_max_num_queries(2):
         page(client, session.pk)

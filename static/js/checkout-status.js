@@ -2,7 +2,8 @@
 // the same page to show it. Never navigates anywhere else.
 (function () {
   var box = document.getElementById("payment-status");
-  if (!box || box.dataset.state === "confirmed") return;
+  // Final states: nothing more will change on this page.
+  if (!box || ["confirmed", "refund"].indexOf(box.dataset.state) !== -1) return;
   var url = box.dataset.statusUrl, delay = 2000, tries = 0;
   function poll() {
     tries += 1;

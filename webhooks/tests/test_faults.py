@@ -63,3 +63,15 @@ def test_broker_down_while_a_webhook_arrives_is_stored_then_processed_by_the_swe
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED and event.attempts == 1
     assert Payment.objects.count() == 1 and Site.objects.get().status == Site.Status.OWNED
+
+
+def test_the_buyer_who_loses_the_race_for_a_site_is_not_told_it_is_theirs(client, purchase_session, deliver):
+    from checkout.tests.factories import CheckoutSessionFactory
+
+    rival = CheckoutSessionFactory(site=purchase_session.site, customer_email="rival@example.com")
+    deliver(payment_event(session=purchase_session, payment_id="pa_first"))
+    deliver(payment_event(session=rival, payment_id="pa_second"))
+    assert Site.objects.get().owner.email == "maria.lopez@example.com"
+    assert Payment.objects.get(recurrente_payment_id="pa_second").flag == Payment.Flag.NEEDS_REFUND
+    assert client.get(f"/checkout/success/status/?session={purchase_session.pk}").json() == {"state": "confirmed"}
+    assert client.get(f"/checkout/success/status/?session={rival.pk}").json() == {"state": "refund"}
