@@ -318,6 +318,18 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
             subscription.recurrente_subscription_id, status, event_at.isoformat(), subscription.last_event_at.isoformat(),
         )
         return False
+    if (
+        subscription.status == Subscription.Status.CANCELLED and status != Subscription.Status.CANCELLED
+        and subscription.cancelled_at and (event_at is None or event_at <= subscription.cancelled_at)
+    ):
+        # Cancellation is final unless Recurrente reports something newer than it: a replayed or
+        # late older event (a reprocessed subscription.create, say) must not put the site back live.
+        logger.info(
+            "subscription %s: %s event from %s does not undo its cancellation of %s",
+            subscription.recurrente_subscription_id, status, event_at.isoformat() if event_at else "(no time)",
+            subscription.cancelled_at.isoformat(),
+        )
+        return False
     previous = subscription.status
     subscription.status = status
     fields = ["status", "updated_at"]

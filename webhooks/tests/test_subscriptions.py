@@ -463,3 +463,18 @@ def test_subscription_create_and_the_first_payment_racing_activate_once(monkeypa
     assert Payment.objects.get().subscription == subscription
     assert Site.objects.get(pk=site.pk).status == Site.Status.ACTIVE
     assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_ACTIVATED).count() == 1
+
+
+def test_a_replayed_older_event_does_not_undo_a_cancellation(hosting_session, api, deliver):
+    deliver(first_payment(hosting_session))
+    create = subscription_event()
+    deliver(create)
+    # The owner cancelled in the portal and the paid period is over: the site goes offline.
+    Subscription.objects.update(cancel_requested_at=timezone.now(), current_period_end=timezone.now() - timedelta(minutes=1))
+    assert subscription_periods_end() == 1
+    assert Subscription.objects.get().status == Subscription.Status.CANCELLED
+    # Staff reprocess the original subscription.create (same time as the last event applied).
+    deliver(create)
+    assert Subscription.objects.get().status == Subscription.Status.CANCELLED
+    assert site_status(hosting_session) == Site.Status.SUSPENDED
+    assert emails(EmailLog.Kind.HOSTING_ACTIVATED)[1:] == []  # no "live again" email
