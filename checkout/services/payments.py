@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
@@ -261,10 +260,28 @@ def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetim
 
 
 REFUND_STATUSES = {
-    "": Payment.Status.REFUNDED,  # the shape is unverified; a refund.create with no status is taken as done
+    # The shape is unverified: a refund.create with no status is not proof the money went back.
+    "": Payment.Status.REFUND_PENDING,
     "succeeded": Payment.Status.REFUNDED,
     "pending": Payment.Status.REFUND_PENDING,
 }
+
+
+def _refunded_payment(*, payment_id: str, intent_id: str):
+    """The payment a refund names: by payment id, else by intent id only when exactly one payment
+    has it (renewals may share their checkout's intent id, and a guess would refund the wrong row)."""
+    payments = Payment.objects.select_for_update().select_related("site")
+    if payment_id:
+        payment = payments.filter(recurrente_payment_id=payment_id).first()
+        if payment is not None:
+            return payment
+    if intent_id:
+        candidates = list(payments.filter(recurrente_intent_id=intent_id)[:2])
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            logger.error("refund names intent %s shared by several payments; not applied", intent_id)
+    return None
 
 
 def payment_refund_record(
@@ -272,27 +289,28 @@ def payment_refund_record(
 ) -> Outcome:
     """Mark our payment refunded (or refund pending) and tell staff. The site is left as it is:
     whether a refunded buyer keeps it is a person's decision (transfer ownership in admin)."""
-    match = Q()
-    if payment_id:
-        match |= Q(recurrente_payment_id=payment_id)
-    if intent_id:
-        match |= Q(recurrente_intent_id=intent_id)
-    if not match:
+    if not payment_id and not intent_id:
         return Outcome.UNKNOWN_PAYMENT
     status = (status or "").lower()
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("site").filter(match).first()
+        payment = _refunded_payment(payment_id=payment_id, intent_id=intent_id)
         if payment is None:
             logger.warning("refund %s for unknown payment %s / intent %s; ignored", refund_id, payment_id, intent_id)
             return Outcome.UNKNOWN_PAYMENT
         new_status = REFUND_STATUSES.get(status)
         if new_status is None:
-            # failed / voided: the money stays with us; staff should know the refund did not happen.
+            # failed / voided: the money stays with us; staff should know the refund did not happen,
+            # and the payment becomes refundable again (a pending refund would block a new request).
             logger.warning("refund %s for payment %s is %s", refund_id, payment.recurrente_payment_id, status)
+            if payment.status == Payment.Status.REFUND_PENDING and payment.recurrente_refund_id in ("", refund_id[:64]):
+                payment.status = Payment.Status.SUCCEEDED
+                payment.recurrente_refund_id = ""
+                payment.save(update_fields=["status", "recurrente_refund_id", "updated_at"])
             email_alert_staff(
                 subject=f"Refund {refund_id} for payment {payment.recurrente_payment_id} is {status}",
                 body=f"Recurrente reports refund {refund_id} of payment {payment.recurrente_payment_id} "
-                f"(site {payment.site.slug}) as {status}. The payment is unchanged ({payment.status}).",
+                f"(site {payment.site.slug}) as {status}. The payment stays with us ({payment.get_status_display().lower()}) "
+                "and can be refunded again from admin.",
                 dedupe_key=f"refund:{refund_id}:{status}",
             )
             return Outcome.RECORDED

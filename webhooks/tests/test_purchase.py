@@ -274,6 +274,35 @@ def test_a_pending_refund_is_recorded_as_pending(deliver, db):
     assert payment.status == Payment.Status.REFUND_PENDING and payment.refunded_at is None
 
 
+def test_a_refund_without_a_status_is_pending_not_done(deliver, db):
+    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk")
+    payload = payment_event("refund.create.json")
+    del payload["status"]
+    deliver(payload)
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.REFUND_PENDING
+
+
+def test_a_failed_refund_makes_the_payment_refundable_again(deliver, db):
+    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk", status=Payment.Status.REFUND_PENDING,
+                             recurrente_refund_id="re_3jfrywsf")
+    payload = payment_event("refund.create.json")
+    payload["status"] = "failed"
+    deliver(payload)
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.SUCCEEDED and payment.recurrente_refund_id == ""
+    assert "failed" in EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT).subject
+
+
+def test_a_refund_naming_only_an_intent_shared_by_several_payments_is_not_guessed(deliver, db):
+    first = PaymentFactory(recurrente_payment_id="pa_first", recurrente_intent_id="in_y7c2p4lq")
+    renewal = PaymentFactory(recurrente_payment_id="pa_renewal", recurrente_intent_id="in_y7c2p4lq")
+    payload = payment_event("refund.create.json")
+    payload["payment_intent"] = {"id": "pa_unknown"}
+    deliver(payload)
+    assert {p.status for p in Payment.objects.filter(pk__in=[first.pk, renewal.pk])} == {Payment.Status.SUCCEEDED}
+
+
 @pytest.mark.parametrize("live_mode", [True])
 def test_events_from_the_other_mode_are_ignored(purchase_session, deliver, live_mode):
     payload = payment_event(session=purchase_session, payment_id="pa_live")
