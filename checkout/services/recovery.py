@@ -159,7 +159,14 @@ def abandoned_carts_check(*, now: datetime | None = None) -> ScanResult:
             result.deferred.append(session.pk)
             blocked.add(person)
             continue
-        verdict = _recurrente_verdict(session)
+        try:
+            verdict = _recurrente_verdict(session)
+        except Exception:
+            # One odd answer (an unexpected shape, a reconcile that fails) must not stop the scan
+            # for everybody behind it: this person waits for the next tick, staff see the log.
+            logger.exception("session %s: checking checkout %s failed; trying next tick", session.pk,
+                             session.recurrente_checkout_id)
+            verdict = "wait"
         if verdict == "paid":
             result.reconciled.append(session.pk)
         elif verdict == "wait":

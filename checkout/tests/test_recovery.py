@@ -419,3 +419,31 @@ def test_the_discounted_price_follows_the_session_amount(recurrente_checkouts, d
     scan(django_capture_on_commit_callbacks)
     body = mail.outbox[0].body
     assert "$650.50" in body and "$585.45" in body  # 650.50 × 0.9 = 585.45
+
+
+def test_an_odd_answer_from_recurrente_does_not_stop_the_scan_for_everyone(db, monkeypatch, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.core import mail
+    from django.utils import timezone
+
+    from checkout.models import CheckoutSession
+    from checkout.services import recovery
+    from checkout.tests.factories import CheckoutSessionFactory
+
+    odd = CheckoutSessionFactory(customer_email="odd@example.com")
+    fine = CheckoutSessionFactory(customer_email="fine@example.com")
+    CheckoutSession.objects.filter(pk=odd.pk).update(created_at=timezone.now() - timedelta(minutes=40))
+    CheckoutSession.objects.filter(pk=fine.pk).update(created_at=timezone.now() - timedelta(minutes=30))
+
+    class Client:
+        def get_checkout(self, checkout_id):
+            if checkout_id == odd.recurrente_checkout_id:
+                return {"status": "paid", "payment": "not-a-dict"}  # a shape we never saw
+            return {"status": "unpaid"}
+
+    monkeypatch.setattr(recovery, "recurrente_client", lambda: Client())
+    with django_capture_on_commit_callbacks(execute=True):
+        result = recovery.abandoned_carts_check()
+    assert odd.pk in result.deferred and result.reminded == [fine.pk]
+    assert [m.to for m in mail.outbox] == [["fine@example.com"]]
