@@ -5,10 +5,13 @@ no RECURRENTE_SECRET_KEY is configured outside production.
 """
 
 import logging
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import requests
 from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,18 @@ class RecurrenteClient:
         if status >= 500 or status == 429:
             raise RecurrenteUnavailable(message, status=status, errors=errors)
         raise RecurrenteError(message, status=status, errors=errors)
+
+
+def recurrente_time(value) -> datetime | None:
+    """A timestamp from Recurrente as an aware datetime (UTC when it names no offset), or None:
+    comparing a naive time with our aware ones would raise instead of answering."""
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
 
 
 def _path_id(value: str) -> str:

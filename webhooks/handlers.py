@@ -10,9 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
-from django.utils.dateparse import parse_datetime
-
 from checkout.models import Subscription
+from checkout.recurrente import recurrente_time
 from checkout.services import payments, subscriptions
 
 from .models import WebhookEvent
@@ -49,11 +48,7 @@ def _id(value, prefix: str) -> str:
 
 
 def _when(payload: dict) -> datetime | None:
-    value = payload.get("created_at")
-    try:
-        return parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    return recurrente_time(payload.get("created_at"))
 
 
 def _checkout_id(payload: dict) -> str:

@@ -30,10 +30,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import dateformat, timezone
-from django.utils.dateparse import parse_datetime
 
 from checkout.models import CheckoutSession
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client, recurrente_time
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression
@@ -284,7 +283,7 @@ def _payment_reconcile(*, session: CheckoutSession, checkout: dict) -> None:
         method=str(method.get("type") or ""),
         card_last4=str((method.get("card") or {}).get("last4") or ""),
         metadata_session_id=str(metadata.get("checkout_session_id") or ""),
-        paid_at=parse_datetime(str(intent.get("created_at") or "")) if intent.get("created_at") else None,
+        paid_at=recurrente_time(intent.get("created_at")),
     )
     try:
         outcome = payment_confirmed_record(confirmation=confirmation)

@@ -27,10 +27,9 @@ from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import dateformat, timezone
-from django.utils.dateparse import parse_datetime
 
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client, recurrente_time
 from sites.models import Site
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
@@ -302,7 +301,7 @@ def _subscription_fill_period(*, subscription: Subscription, details: dict) -> N
     fields = []
     for name in ("current_period_start", "current_period_end"):
         value = details.get(name)
-        parsed = parse_datetime(value) if isinstance(value, str) else None
+        parsed = recurrente_time(value)
         if parsed and getattr(subscription, name) is None:
             setattr(subscription, name, parsed)
             fields.append(name)
@@ -529,7 +528,7 @@ def _amount_display(subscription: Subscription) -> str:
 
 def api_datetime(value) -> datetime | None:
     try:
-        return parse_datetime(value) if isinstance(value, str) else None
+        return recurrente_time(value)
     except ValueError:
         return None
 

@@ -129,3 +129,13 @@ def test_secret_key_never_reaches_the_logs(client, caplog):
         client.create_checkout({"items": []})
     assert caplog.records
     assert "sk_test_secret" not in caplog.text
+
+
+def test_recurrente_times_are_always_aware():
+    from datetime import UTC, datetime
+
+    from checkout.recurrente import recurrente_time
+
+    assert recurrente_time("2026-11-20T10:14:05.398-06:00") == datetime(2026, 11, 20, 16, 14, 5, 398000, tzinfo=UTC)
+    assert recurrente_time("2026-11-20T10:14:05") == datetime(2026, 11, 20, 10, 14, 5, tzinfo=UTC)  # no offset: UTC
+    assert recurrente_time("2026-13-45T99:00:00") is None and recurrente_time(None) is None and recurrente_time(5) is None
