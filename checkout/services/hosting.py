@@ -21,14 +21,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, recurrente_client
+from checkout.recurrente import RecurrenteError, recurrente_client, recurrente_time
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression
 from webmagic.money import format_usd, to_cents
 
 from .purchase import checkout_create, checkout_lifetime, checkout_payload
-from .subscriptions import api_datetime, hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
+from .subscriptions import hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def hosting_cancel(*, site_id, user) -> Subscription:
         raise HostingCancelFailed(str(exc)) from exc
     period_end = None
     try:
-        period_end = api_datetime(client.get_subscription(su_id).get("current_period_end"))
+        period_end = recurrente_time(client.get_subscription(su_id).get("current_period_end"))
     except RecurrenteError as exc:
         logger.info("subscription %s: period not readable after cancel (%s); using ours", su_id, type(exc).__name__)
 

@@ -185,7 +185,7 @@ def subscription_refresh(*, subscription_id: str, event_at: datetime | None = No
     if subscription is not None:
         with transaction.atomic():
             subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
-            _subscription_extend_period(subscription=subscription, period_end=api_datetime(details.get("current_period_end")))
+            _subscription_extend_period(subscription=subscription, period_end=recurrente_time(details.get("current_period_end")))
     return subscription_status_record(subscription_id=subscription_id, status=status, event_at=event_at)
 
 
@@ -496,7 +496,7 @@ def _renewal_period_end_fetch(*, subscription: Subscription) -> datetime | None:
             "subscription %s: could not read its period after a renewal (%s)", subscription.recurrente_subscription_id, type(exc).__name__
         )
         return None
-    return api_datetime(details.get("current_period_end"))
+    return recurrente_time(details.get("current_period_end"))
 
 
 def _subscription_extend_period(
@@ -526,11 +526,6 @@ def _amount_display(subscription: Subscription) -> str:
     return f"{subscription.amount:,.2f} {subscription.currency}"
 
 
-def api_datetime(value) -> datetime | None:
-    try:
-        return recurrente_time(value)
-    except ValueError:
-        return None
 
 
 def _session_complete(*, session: CheckoutSession, user) -> None:
