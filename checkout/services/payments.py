@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 
 from checkout.models import CheckoutSession, Payment
+from customers.models import normalize_email_address
 from customers.services import customer_get_or_create_for_purchase, customer_welcome_email_queue
 from sites.models import Site
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
@@ -132,10 +133,13 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
         if site.status != Site.Status.PREVIEW:
             return _purchase_conflict_record(site=site, session=session, confirmation=confirmation)
 
+        # Recurrente's customer (us_…) pre-fills later checkouts, so it is kept only when the payer
+        # used the email our buyer typed: someone else paying must not attach their identity.
+        same_person = normalize_email_address(confirmation.customer_email) == normalize_email_address(session.customer_email)
         user, _created = customer_get_or_create_for_purchase(
             email=session.customer_email or confirmation.customer_email,
             full_name=session.customer_name or confirmation.customer_name,
-            recurrente_customer_id=confirmation.customer_id,
+            recurrente_customer_id=confirmation.customer_id if same_person else "",
         )
         payment = payment_row_create(confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session, user=user)
         if payment is None:

@@ -44,6 +44,12 @@ def test_a_paid_purchase_makes_the_buyer_the_owner(purchase_session, deliver):
     assert user.full_name == "María López" and user.recurrente_customer_id == "us_4hz8mq2c"
 
 
+def test_a_payer_using_another_email_does_not_attach_their_recurrente_identity(purchase_session, deliver):
+    deliver(payment_event(session=purchase_session, payment_id="pa_card1", email="someone.else@example.com"))
+    user = CustomerUser.objects.get(email="maria.lopez@example.com")  # the account is always our buyer's
+    assert user.recurrente_customer_id == ""
+
+
 def test_the_new_owner_gets_a_welcome_with_a_set_password_link_and_a_receipt(purchase_session, deliver):
     deliver(payment_event(session=purchase_session, payment_id="pa_card1"))
 
