@@ -74,6 +74,11 @@ def _session_open_or_create(*, site_id, full_name, email, request_context) -> tu
             status=CheckoutSession.Status.CHECKOUT_CREATED
         ).order_by("-created_at").first()
         if open_session:
+            if open_session.customer_name != full_name:
+                # The person typing now is the one paying: their spelling of the name wins (the open
+                # checkout may have been started by someone else typing this email).
+                open_session.customer_name = full_name
+                open_session.save(update_fields=["customer_name", "updated_at"])
             return open_session, True
         in_flight = _reusable_sessions(site_id=site_id, email=email).filter(
             status=CheckoutSession.Status.INITIATED, checkout_error="",
@@ -129,6 +134,11 @@ def purchase_payload(session: CheckoutSession) -> dict:
     return checkout_payload(session=session, item=item, success_url=success, cancel_url=cancel)
 
 
+def _checkout_url_trusted(url: str) -> bool:
+    origin = settings.SITE_URL if settings.RECURRENTE_SANDBOX else settings.RECURRENTE_CHECKOUT_ORIGIN
+    return url.startswith(origin.rstrip("/") + "/")
+
+
 def checkout_create(*, session_id, payload_builder: Callable[[CheckoutSession], dict]) -> CheckoutSession:
     """Create the Recurrente checkout for an `initiated` session and store its id and URL.
 
@@ -141,6 +151,9 @@ def checkout_create(*, session_id, payload_builder: Callable[[CheckoutSession], 
             return session
         try:
             result = recurrente_client().create_checkout(payload_builder(session))
+            if not _checkout_url_trusted(result["checkout_url"]):
+                # We redirect buyers to this URL: only ever to Recurrente (or our own sandbox).
+                raise RecurrenteError("Recurrente returned a checkout URL outside its own site")
         except RecurrenteError as exc:
             session.checkout_error = f"{type(exc).__name__}: {exc}"[:2000]
             session.save(update_fields=["checkout_error", "updated_at"])

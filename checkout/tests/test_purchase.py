@@ -222,3 +222,18 @@ def test_concurrent_double_submit_creates_one_checkout(preview_site, recurrente_
     assert {r["Location"] for r in results} == {"https://app.recurrente.com/checkout-session/ch_only"}
     assert len(sent_checkout_requests(recurrente_api)) == 1
     assert CheckoutSession.objects.count() == 1
+
+
+def test_reusing_an_open_checkout_takes_the_name_typed_now(client, preview_site, checkout_created):
+    post(client, {"full_name": "Someone Else", "email": "maria.lopez@example.com"})
+    post(client)
+    assert CheckoutSession.objects.get().customer_name == "María López"
+
+
+def test_a_checkout_url_outside_recurrente_is_refused(client, preview_site, recurrente_api):
+    recurrente_api.add(responses_lib.POST, f"{API}/checkouts", status=201,
+                       json={"id": "ch_evil", "checkout_url": "https://evil.example/phish"})
+    response = post(client)
+    assert response.status_code == 503  # the try-again page, never a redirect elsewhere
+    session = CheckoutSession.objects.get()
+    assert session.status == CheckoutSession.Status.INITIATED and "outside" in session.checkout_error

@@ -150,11 +150,10 @@ def test_recurrente_failing_shows_try_again_and_the_retry_reuses_the_session(cli
     assert "try again" in body.lower() and f'href="{recover_url(original)}"' in body
     child = CheckoutSession.objects.get(recovered_from=original)
     assert child.status == CheckoutSession.Status.INITIATED and "RecurrenteUnavailable" in child.checkout_error
-    recurrente_api.replace(
-        responses_lib.POST, f"{API}/checkouts", json={"id": "ch_later1", "checkout_url": "https://pay.test/ch_later1"}, status=201
-    )
+    later = {"id": "ch_later1", "checkout_url": "https://app.recurrente.com/checkout-session/ch_later1"}
+    recurrente_api.replace(responses_lib.POST, f"{API}/checkouts", json=later, status=201)
     response = client.get(recover_url(original))
-    assert response.status_code == 303 and response["Location"] == "https://pay.test/ch_later1"
+    assert response.status_code == 303 and response["Location"] == "https://app.recurrente.com/checkout-session/ch_later1"
     assert CheckoutSession.objects.filter(recovered_from=original).get().pk == child.pk
 
 
