@@ -239,9 +239,23 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Paths of token links (set password, recovery, …) are capabilities: never written to logs.
+    "filters": {
+        "redact_tokens": {"()": "webmagic.logredact.RedactTokensFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "mail_admins": {"class": "django.utils.log.AdminEmailHandler", "level": "ERROR",
+                        "filters": ["require_debug_false", "redact_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Replaces Django's default handlers for its own logger (an unfiltered console in DEBUG):
+        # our redacting console, and error mails to ADMINS as Django does in production.
+        "django": {"handlers": ["console", "mail_admins"], "level": "INFO", "propagate": False},
+    },
 }
 
 
