@@ -6,16 +6,20 @@ the EmailLog; the headers let mail clients offer their own one-click unsubscribe
 
 from django.urls import reverse
 
-from webmagic.emails import absolute_url
+from webmagic.emails import EmailNoLongerWanted, absolute_url
 from webmagic.models import EmailLog
 
-from .services.recovery import recovery_token_make, unsubscribe_token_make
+from .services.recovery import recovery_send_time_objection, recovery_token_make, unsubscribe_token_make
 
 
 def recovery_reminder_context(log: EmailLog) -> dict:
     session = log.checkout_session
     if session is None:
         raise ValueError(f"recovery email {log.pk} has no checkout session to link to")
+    objection = recovery_send_time_objection(session=session)
+    if objection:
+        # A retry can go out minutes after the claim: by then the buyer may have paid or unsubscribed.
+        raise EmailNoLongerWanted(objection)
     recovery_url = absolute_url(reverse("checkout:recover", kwargs={"token": recovery_token_make(session_id=session.pk)}))
     unsubscribe_url = absolute_url(
         reverse("checkout:unsubscribe", kwargs={"token": unsubscribe_token_make(session_id=session.pk)})

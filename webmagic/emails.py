@@ -29,6 +29,11 @@ CONTEXT_BUILDERS: dict[str, str] = {
 }
 
 
+class EmailNoLongerWanted(Exception):
+    """Raised by a context builder when, at send time, the email should not go after all (the
+    reason is recorded on the log)."""
+
+
 def absolute_url(path: str) -> str:
     return settings.SITE_URL + path
 
@@ -107,6 +112,13 @@ def email_deliver(log: EmailLog) -> None:
     """Send a claimed email. On failure it goes back to `queued` so the task can retry it."""
     try:
         message = email_render(log)
+    except EmailNoLongerWanted as exc:
+        EmailLog.objects.filter(pk=log.pk).update(
+            status=EmailLog.Status.CANCELLED, error=str(exc)[:2000], updated_at=timezone.now()
+        )
+        logger.info("email %s cancelled before sending: %s", log.pk, exc)
+        return
+    try:
         message.send()
     except Exception as exc:
         EmailLog.objects.filter(pk=log.pk).update(

@@ -42,6 +42,7 @@ class EmailLog(TimeStampedModel):
         SENDING = "sending", "Sending (outcome unknown if it stays here)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled (no longer wanted when it was due to go)"
         DELIVERED = "delivered", "Delivered"
         OPENED = "opened", "Opened"
         CLICKED = "clicked", "Clicked"

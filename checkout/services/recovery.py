@@ -305,6 +305,15 @@ def _no_reminder_reason(*, site: Site, email: str) -> str:
     return ""
 
 
+def recovery_send_time_objection(*, session: CheckoutSession) -> str:
+    """Checked again when the reminder is about to go (DESIGN §7 "before sending"): a reason not
+    to send it, or ""."""
+    session = CheckoutSession.objects.select_related("site").get(pk=session.pk)
+    if session.status == CheckoutSession.Status.COMPLETED:
+        return "already_bought"
+    return _no_reminder_reason(site=session.site, email=_normalise(session.customer_email))
+
+
 def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, result: ScanResult) -> None:
     """Claim one person's due sessions for one site and queue at most one reminder for them."""
     due = Q(status=CheckoutSession.Status.CHECKOUT_CREATED, reminder_sent_at__isnull=True)

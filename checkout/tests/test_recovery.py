@@ -447,3 +447,40 @@ def test_an_odd_answer_from_recurrente_does_not_stop_the_scan_for_everyone(db, m
         result = recovery.abandoned_carts_check()
     assert odd.pk in result.deferred and result.reminded == [fine.pk]
     assert [m.to for m in mail.outbox] == [["fine@example.com"]]
+
+
+@pytest.mark.parametrize("change", ["paid", "unsubscribed", "sold"])
+def test_a_reminder_whose_send_is_retried_after_the_buyer_paid_or_unsubscribed_is_cancelled(db, monkeypatch, change):
+    from datetime import timedelta
+
+    from django.core import mail
+    from django.utils import timezone
+
+    from checkout.models import CheckoutSession
+    from checkout.services import recovery
+    from checkout.tests.factories import CheckoutSessionFactory
+    from customers.tests.factories import CustomerFactory
+    from sites.models import Site
+    from webmagic.models import EmailLog, EmailSuppression
+    from webmagic.tasks import send_email
+
+    session = CheckoutSessionFactory(customer_email="late@example.com")
+    CheckoutSession.objects.filter(pk=session.pk).update(created_at=timezone.now() - timedelta(minutes=30))
+
+    class Unpaid:
+        def get_checkout(self, checkout_id):
+            return {"status": "unpaid"}
+
+    monkeypatch.setattr(recovery, "recurrente_client", lambda: Unpaid())
+    # The reminder is claimed and queued; its send happens later (a slow queue, a provider retry).
+    recovery.abandoned_carts_check()
+    log = EmailLog.objects.get(kind=EmailLog.Kind.RECOVERY_REMINDER)
+    if change == "paid":
+        CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.COMPLETED)
+    elif change == "unsubscribed":
+        EmailSuppression.objects.create(email="late@example.com", source="test")
+    else:
+        Site.objects.filter(pk=session.site_id).update(status=Site.Status.OWNED, owner=CustomerFactory())
+    send_email.apply(args=[log.pk], retries=1)
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.CANCELLED and mail.outbox == []
