@@ -74,7 +74,7 @@ def funnel_metrics(*, start, end) -> dict:
         recovery_checkouts_paid=Count("pk", filter=~original & completed),
     )
     reminders = EmailLog.objects.filter(kind=EmailLog.Kind.RECOVERY_REMINDER, created_at__gte=start, created_at__lt=end).aggregate(
-        sent=Count("pk", filter=~Q(status__in=[EmailLog.Status.QUEUED, EmailLog.Status.FAILED])),
+        sent=Count("pk", filter=Q(status__in=EmailLog.LEFT_US)),
         failed=Count("pk", filter=Q(status=EmailLog.Status.FAILED)),
         opened=Count("pk", filter=Q(opened_at__isnull=False) | Q(clicked_at__isnull=False)),
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),

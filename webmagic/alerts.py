@@ -87,7 +87,8 @@ def alert_low_conversion(*, now: datetime) -> Alert | None:
 def alert_recovery_emails_failing(*, now: datetime) -> Alert | None:
     """More than 10 % of the recovery reminders of the last 24 hours failed or bounced (with at
     least 10 whose outcome is known)."""
-    outcome_known = ~Q(status__in=[EmailLog.Status.QUEUED, EmailLog.Status.SENDING])
+    # Cancelled reminders (no longer wanted at send time) are neither a success nor a failure.
+    outcome_known = ~Q(status__in=[EmailLog.Status.QUEUED, EmailLog.Status.SENDING, EmailLog.Status.CANCELLED])
     failing = Q(status__in=[EmailLog.Status.FAILED, EmailLog.Status.BOUNCED])
     counts = EmailLog.objects.filter(
         kind=EmailLog.Kind.RECOVERY_REMINDER, created_at__gte=now - RECOVERY_WINDOW

@@ -49,6 +49,9 @@ class EmailLog(TimeStampedModel):
         BOUNCED = "bounced", "Bounced"
         COMPLAINED = "complained", "Complained"
 
+    # Statuses of an email that left us (whatever happened at the recipient's end afterwards).
+    LEFT_US = (Status.SENT, Status.DELIVERED, Status.OPENED, Status.CLICKED, Status.BOUNCED, Status.COMPLAINED)
+
     kind = models.CharField(max_length=32, choices=Kind.choices)
     to_email = models.EmailField(max_length=254)
     subject = models.CharField(max_length=255, blank=True)

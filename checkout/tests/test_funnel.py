@@ -40,7 +40,8 @@ def dataset():
     PaymentFactory(site=site, amount=Decimal("495.00"), flag=Payment.Flag.NEEDS_REFUND)  # not revenue
     PaymentFactory(site=site, amount=Decimal("495.00"), status=Payment.Status.REFUNDED)  # not revenue
     PaymentFactory(site=site, amount=Decimal("95.00"), kind=Payment.Kind.SUBSCRIPTION)  # hosting, not purchase
-    for status, opened, clicked in [("sent", True, True), ("sent", True, False), ("sent", False, False), ("failed", False, False)]:
+    for status, opened, clicked in [("sent", True, True), ("opened", True, False), ("delivered", False, False),
+                                    ("failed", False, False), ("cancelled", False, False), ("queued", False, False)]:
         EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, to_email="x@example.com", status=status,
                                 opened_at=now if opened else None, clicked_at=now if clicked else None)
     return {"initiated": initiated, "open": open_}
