@@ -184,6 +184,9 @@ def subscription_refresh(*, subscription_id: str, event_at: datetime | None = No
     subscription = Subscription.objects.filter(recurrente_subscription_id=subscription_id).first()
     if subscription is not None:
         with transaction.atomic():
+            # Site before subscription, the order every other path takes, so two events for one
+            # subscription processed at once wait for each other instead of deadlocking.
+            Site.objects.select_for_update().get(pk=subscription.site_id)
             subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
             _subscription_extend_period(subscription=subscription, period_end=recurrente_time(details.get("current_period_end")))
     return subscription_status_record(subscription_id=subscription_id, status=status, event_at=event_at)
