@@ -40,8 +40,12 @@ def payment_refund_request(*, payment_id: int, staff_user) -> Payment:
     if not cache.add(marker, staff_user.pk if staff_user else 0, timeout=IN_FLIGHT_SECONDS):
         raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
     try:
-        # Newer accounts refund by intent (in_…), older ones by payment (pa_…): send what we have.
-        if payment.recurrente_intent_id:
+        # Newer accounts refund by intent (in_…), older ones by payment (pa_…): send what we have,
+        # but never an intent id other payments share (renewals may carry their checkout's).
+        intent_is_ours_alone = bool(payment.recurrente_intent_id) and not Payment.objects.filter(
+            recurrente_intent_id=payment.recurrente_intent_id
+        ).exclude(pk=payment.pk).exists()
+        if intent_is_ours_alone:
             kwargs = {"intent_id": payment.recurrente_intent_id}
         else:
             kwargs = {"payment_intent_id": payment.recurrente_payment_id}

@@ -71,6 +71,13 @@ def test_refund_without_an_intent_id_sends_the_payment_id(staff_client, refund_a
     assert refunds_posted(refund_api) == [{"payment_intent_id": "pa_old00001"}]
 
 
+def test_refund_of_a_payment_whose_intent_id_others_share_sends_the_payment_id(staff_client, refund_api):
+    renewal = PaymentFactory(recurrente_payment_id="pa_renewal01", recurrente_intent_id="in_shared01")
+    PaymentFactory(recurrente_payment_id="pa_first0001", recurrente_intent_id="in_shared01")
+    act(staff_client, PAYMENTS, "refund", [renewal.pk])
+    assert refunds_posted(refund_api) == [{"payment_intent_id": "pa_renewal01"}]
+
+
 def test_a_422_shows_recurrentes_message_and_changes_nothing(staff_client, recurrente_api):
     body = {"message": "El pago ya no puede ser reembolsado", "errors": {"intent_id": ["ha expirado"]}}
     recurrente_api.add(responses_lib.POST, f"{API}/refunds", json=body, status=422)
