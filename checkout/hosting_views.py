@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
+from webmagic.http import see_other
 
 from .services.hosting import (
     HostingCancelFailed,
@@ -31,13 +32,6 @@ from .services.subscriptions import portal_site_path
 logger = logging.getLogger(__name__)
 
 PORTAL_HOME = "/portal/"
-
-
-def _see_other(url):
-    """303 so the browser follows with GET and a refresh never re-posts the form."""
-    response = redirect(url)
-    response.status_code = 303
-    return response
 
 
 def _owned_site(request, slug) -> Site:
@@ -61,15 +55,15 @@ def start(request, slug):
         raise Http404("No such site") from None
     except HostingRefused as exc:
         messages.info(request, str(exc))
-        return _see_other(back)
+        return see_other(back)
     except CheckoutUnavailable:
         messages.error(
             request,
             "We couldn't open the payment page: our payment provider didn't answer. Nothing was charged. "
             "Please try again in a moment.",
         )
-        return _see_other(back)
-    return _see_other(session.checkout_url)
+        return see_other(back)
+    return see_other(session.checkout_url)
 
 
 @never_cache
@@ -86,7 +80,7 @@ def cancel(request, slug):
     if request.method == "GET":
         if subscription is None:
             messages.info(request, "There is no active hosting subscription to cancel.")
-            return _see_other(back)
+            return see_other(back)
         return render(request, "checkout/hosting_cancel.html", {"site": site, "subscription": subscription, "portal_url": back})
     try:
         subscription = hosting_cancel(site_id=site.pk, user=request.user)
@@ -94,7 +88,7 @@ def cancel(request, slug):
         raise Http404("No such site") from None
     except HostingRefused as exc:
         messages.info(request, str(exc))
-        return _see_other(back)
+        return see_other(back)
     except HostingCancelFailed:
         context = {"site": site, "subscription": subscription, "portal_url": back, "failed": True}
         return render(request, "checkout/hosting_cancel.html", context, status=503)
@@ -107,4 +101,4 @@ def cancel(request, slug):
         )
     else:
         messages.success(request, f"Hosting is cancelled. You won't be charged again for {site.business_name}.")
-    return _see_other(back)
+    return see_other(back)

@@ -1,13 +1,13 @@
 from django.conf import settings
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
-from webmagic.http import client_ip
+from webmagic.http import client_ip, see_other
 from webmagic.models import EmailSuppression
 from webmagic.money import from_cents
 
@@ -44,15 +44,8 @@ def purchase(request, slug):
         except CheckoutUnavailable:
             retry_form = PurchaseForm(initial=form.cleaned_data)  # tidy values, no stale errors
             return render(request, "checkout/try_again.html", {"site": site, "form": retry_form}, status=503)
-        return _see_other(session.checkout_url)
+        return see_other(session.checkout_url)
     return render(request, "checkout/purchase.html", {"site": site, "form": form}, status=400 if form.errors else 200)
-
-
-def _see_other(url):
-    """303 so the browser follows with GET and a refresh never re-posts the form."""
-    response = redirect(url)
-    response.status_code = 303
-    return response
 
 
 @never_cache
@@ -101,10 +94,10 @@ def sandbox_checkout(request, checkout_id):
         action = request.POST.get("action")
         if action == "pay":
             sandbox.sandbox_checkout_pay(checkout_id=checkout.pk)
-            return _see_other(checkout.request["success_url"])
+            return see_other(checkout.request["success_url"])
         if action == "decline":
             sandbox.sandbox_checkout_decline(checkout_id=checkout.pk)
-            return _see_other(request.path + "?declined=1")
+            return see_other(request.path + "?declined=1")
         return HttpResponseBadRequest("Unknown action")
     item = checkout.request["items"][0]
     context = {
@@ -128,7 +121,7 @@ def sandbox_subscription_event(request, checkout_id):
     if event_type not in sandbox.SUBSCRIPTION_EVENTS or not checkout.subscription_id:
         return HttpResponseBadRequest("Unknown event")
     sandbox.sandbox_subscription_event(checkout_id=checkout.pk, event_type=event_type)
-    return _see_other(request.path.rsplit("/event/", 1)[0] + "/")
+    return see_other(request.path.rsplit("/event/", 1)[0] + "/")
 
 
 # --- Abandoned checkout recovery: the reminder's links (DESIGN §7) ---------------------------
@@ -156,7 +149,7 @@ def recover(request, token):
         )
     except CheckoutUnavailable as exc:
         return render(request, "checkout/recover_try_again.html", {"site": exc.session.site, "retry_url": request.path}, status=503)
-    return _see_other(session.checkout_url)
+    return see_other(session.checkout_url)
 
 
 # A one-click unsubscribe (RFC 8058) is a POST from the mail provider with no cookies and no CSRF

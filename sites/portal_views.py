@@ -10,12 +10,13 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from customers.decorators import verified_customer_required
 from customers.selectors import portal_site_for_owner
+from webmagic.http import see_other
 
 from . import services
 from .forms import DomainForm, EditRequestForm
@@ -29,13 +30,6 @@ def _portal_site(request, slug):
     if portal_site is None:
         raise Http404("No such site")
     return portal_site
-
-
-def _see_other(name: str, slug: str):
-    """303 so a refresh after a POST does not post again."""
-    response = redirect(name, slug=slug)
-    response.status_code = 303
-    return response
 
 
 @require_http_methods(["GET", "POST"])
@@ -52,7 +46,7 @@ def edits(request, slug: str):
             form.add_error(None, str(exc))
         else:
             messages.success(request, "Thank you — we received your request and emailed you a copy. We'll let you know as it moves along.")
-            return _see_other("site_portal:edits", slug)
+            return see_other("site_portal:edits", slug=slug)
     # Only the customer's own requests: a previous owner's stay theirs.
     history = list(EditRequest.objects.filter(site=site, requested_by=request.user).order_by("-created_at", "-pk")[:EDIT_HISTORY_LIMIT])
     context = {
@@ -76,7 +70,7 @@ def domains(request, slug: str):
             form.add_error("domain", str(exc))
         else:
             messages.success(request, f"{record.domain} is added. Publish the TXT record below to prove it's yours.")
-            return _see_other("site_portal:domains", slug)
+            return see_other("site_portal:domains", slug=slug)
     context = {
         "portal_site": portal_site, "form": form,
         "domains": list(DomainVerificationRecord.objects.filter(site=site).order_by("domain")),
@@ -93,4 +87,4 @@ def domain_delete(request, slug: str, pk: int):
     if not services.domain_delete(record_id=pk, site_id=site.pk, user=request.user):
         raise Http404("No such domain")
     messages.success(request, "The domain is removed from your site.")
-    return _see_other("site_portal:domains", slug)
+    return see_other("site_portal:domains", slug=slug)

@@ -33,3 +33,13 @@ def client_ip(request) -> str:
             if parsed:
                 return parsed
     return _parse_ip(request.META.get("REMOTE_ADDR", "")) or "0.0.0.0"  # noqa: S104 (a placeholder address, not a bind)
+
+
+def see_other(to, *args, **kwargs):
+    """A redirect answered with 303 (like `redirect()`: a URL or a view name with arguments), so
+    the browser follows with GET and a refresh never posts the form again."""
+    from django.shortcuts import redirect
+
+    response = redirect(to, *args, **kwargs)
+    response.status_code = 303
+    return response
