@@ -27,3 +27,10 @@ def format_usd(amount: Decimal) -> str:
     if amount == amount.to_integral_value():
         return f"${amount:,.0f}"
     return f"${amount:,.2f}"
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """"$495" for dollars, "1,250.00 GTQ" for any other currency."""
+    if currency.upper() == "USD":
+        return format_usd(amount)
+    return f"{Decimal(amount).quantize(CENT):,.2f} {currency.upper()}"

@@ -21,7 +21,7 @@ from customers.services import customer_get_or_create_for_purchase, customer_wel
 from sites.models import Site
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
-from webmagic.money import format_usd, from_cents, to_cents
+from webmagic.money import format_money, from_cents, to_cents
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmat
     email_alert_staff(
         subject=f"Refund needed: payment {payment.recurrente_payment_id} for {site.slug}",
         body=(
-            f"Recurrente confirmed payment {payment.recurrente_payment_id} ({_amount_display(payment)}) "
+            f"Recurrente confirmed payment {payment.recurrente_payment_id} ({format_money(payment.amount, payment.currency)}) "
             f"for checkout {confirmation.checkout_id}, but {reason}.\n"
             f"Site: {site.slug} (status {site.status}, unchanged). Buyer: {session.customer_name} <{session.customer_email}>.\n"
             "Refund it from the payment's page in admin and let the buyer know."
@@ -205,11 +205,11 @@ def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Pay
         )
     email_queue(
         kind=EmailLog.Kind.RECEIPT, to_email=user.email,
-        subject=f"Your receipt: {site.business_name} — {_amount_display(payment)}",
+        subject=f"Your receipt: {site.business_name} — {format_money(payment.amount, payment.currency)}",
         context={
             "customer_name": session.customer_name or user.full_name,
             "item": f"Website: {site.business_name} (yours to keep)",
-            "amount": _amount_display(payment),
+            "amount": format_money(payment.amount, payment.currency),
             "paid_on": dateformat.format(timezone.localtime(payment.paid_at), "F j, Y"),
             "payment_method": _method_display(payment),
             "payment_reference": payment.recurrente_payment_id,
@@ -337,8 +337,8 @@ def payment_refund_record(
             subject=f"Payment {payment.recurrente_payment_id} {payment.get_status_display().lower()} ({site.slug})",
             body=(
                 f"Recurrente reports refund {refund_id} ({status or 'no status given'}) of payment "
-                f"{payment.recurrente_payment_id}: {_amount_display(payment)} for {payment.get_kind_display().lower()} "
-                f"of site {site.slug}.\n{owner_note}"
+                f"{payment.recurrente_payment_id}: {format_money(payment.amount, payment.currency)} "
+                f"for {payment.get_kind_display().lower()} of site {site.slug}.\n{owner_note}"
             ),
             dedupe_key=f"refund:{refund_id}:{new_status}",
         )
@@ -384,12 +384,6 @@ def payment_metadata_cross_check(*, session: CheckoutSession, confirmation: Paym
             "payment %s: checkout %s belongs to session %s but its metadata names session %s",
             confirmation.payment_id, confirmation.checkout_id, session.pk, confirmation.metadata_session_id[:64],
         )
-
-
-def _amount_display(payment: Payment) -> str:
-    if payment.currency == "USD":
-        return format_usd(payment.amount)
-    return f"{payment.amount:,.2f} {payment.currency}"
 
 
 def _method_display(payment: Payment) -> str:

@@ -33,7 +33,7 @@ from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_
 from sites.models import Site
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
-from webmagic.money import format_usd, to_cents
+from webmagic.money import format_money, to_cents
 
 from .payments import CheckoutSessionNotFound, Outcome, PaymentConfirmation, payment_metadata_cross_check, payment_row_create
 
@@ -374,7 +374,7 @@ def _site_follow_subscription(*, site: Site, subscription: Subscription, previou
             _owner_email_queue(
                 site=site, kind=EmailLog.Kind.PAYMENT_PROBLEM,
                 subject=f"Action needed: your hosting payment for {site.business_name} did not go through",
-                context={"amount": _amount_display(subscription)},
+                context={"amount": format_money(subscription.amount, subscription.currency)},
                 dedupe_key=f"payment_problem:{subscription.pk}:{occasion}",
             )
         return
@@ -523,10 +523,6 @@ def _subscription_extend_period(
     logger.info("subscription %s paid until %s", subscription.recurrente_subscription_id, period_end.isoformat())
 
 
-def _amount_display(subscription: Subscription) -> str:
-    if subscription.currency == "USD":
-        return format_usd(subscription.amount)
-    return f"{subscription.amount:,.2f} {subscription.currency}"
 
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.test import RequestFactory, override_settings
 
 from webmagic.http import client_ip
-from webmagic.money import discounted, format_usd, from_cents, to_cents
+from webmagic.money import discounted, format_money, format_usd, from_cents, to_cents
 
 
 def test_cents_round_trip():
@@ -30,6 +30,11 @@ def test_format_usd():
     assert format_usd(Decimal("495.00")) == "$495"
     assert format_usd(Decimal("445.50")) == "$445.50"
     assert format_usd(Decimal("1495")) == "$1,495"
+
+
+def test_format_money_names_other_currencies():
+    assert format_money(Decimal("495.00"), "USD") == "$495"
+    assert format_money(Decimal("1250"), "gtq") == "1,250.00 GTQ"
 
 
 def test_client_ip_ignores_forwarded_header_without_trusted_proxies():
