@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import services
-from .models import WebhookEvent
+from .models import WebhookEvent, WebhookRejection
 
 
 @admin.register(WebhookEvent)
@@ -56,4 +56,23 @@ class WebhookEventAdmin(admin.ModelAdmin):
             )
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(WebhookRejection)
+class WebhookRejectionAdmin(admin.ModelAdmin):
+    """Counts of refused deliveries, written only by intake: staff read them, never edit them."""
+
+    list_display = ["bucket", "reason", "count", "last_rejected_at"]
+    list_filter = ["reason"]
+    date_hierarchy = "bucket"
+    ordering = ["-bucket", "reason"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -2,7 +2,7 @@
 
 Intake is small and fast: verify the Svix signature on the raw body, parse, store the delivery
 once (unique on its svix-id), enqueue processing after commit, answer. Processing claims the
-event row so that two workers never run it at once, dispatches through `handlers.HANDLERS` in
+event row so that two workers never run it at once, dispatches through `handlers.handler_for` (one table) in
 one transaction with the status change, and records failures for retries with backoff. A
 periodic sweep re-drives anything a lost broker message or a dead worker left behind.
 """
@@ -12,7 +12,7 @@ import logging
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -22,8 +22,8 @@ from django.utils import timezone
 from webmagic.emails import email_alert_staff
 
 from . import handlers
-from .models import WebhookEvent
-from .signing import SignatureError, verify
+from .models import WebhookEvent, WebhookRejection
+from .signing import HEADER_PREFIXES, SignatureError, verify
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,22 @@ RECEIVED_GRACE = timedelta(minutes=2)
 # Celery's own countdown normally re-runs a failed event; the sweep only catches lost retries.
 RETRY_GRACE = timedelta(minutes=2)
 SWEEP_BATCH = 500
-SIGNATURE_HEADER_PREFIXES = ("svix-", "webhook-")
+# Rejection counts are for alerts and the health page, not history: a month is plenty.
+REJECTION_RETENTION = timedelta(days=30)
 
 
 # --- Intake --------------------------------------------------------------------------------------
 
-class IntakeRejected(Exception):
-    """The delivery is refused with a 4xx; nothing was stored. `reason` is safe to log."""
+Reason = WebhookRejection.Reason
 
-    def __init__(self, reason: str, *, status: int = 400):
-        super().__init__(reason)
+
+class IntakeRejected(Exception):
+    """The delivery is refused with a 4xx; nothing was stored. `message` is safe to log and to
+    answer with; `reason` is the WebhookRejection.Reason it is counted under."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
         self.reason = reason
         self.status = status
 
@@ -63,30 +69,25 @@ class IntakeResult:
 
 def webhook_signature_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The svix-*/webhook-* headers, lower-cased, from any case-insensitive header mapping."""
-    return {name.lower(): value for name, value in headers.items() if name.lower().startswith(SIGNATURE_HEADER_PREFIXES)}
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith(HEADER_PREFIXES)}
 
 
 def webhook_delivery_accept(*, headers: Mapping[str, str], body: bytes) -> IntakeResult:
-    """Verify, parse and store one delivery. Raises IntakeRejected or IntakeUnavailable."""
-    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
-        raise IntakeRejected("body too large", status=413)
+    """Verify, parse and store one delivery. Raises IntakeRejected (already counted in
+    WebhookRejection) or IntakeUnavailable."""
     try:
-        delivery_id = verify(
-            headers=headers, body=body, secrets=settings.RECURRENTE_WEBHOOK_SECRETS,
-            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
-        )
-    except SignatureError as exc:
-        # 401 when the signature itself is wrong or cannot be checked; 400 for a malformed request.
-        unauthorised = str(exc) in ("no signature matches", "no webhook secret configured")
-        raise IntakeRejected(f"signature: {exc}", status=401 if unauthorised else 400) from exc
+        delivery_id, payload, text = _delivery_verify(headers=headers, body=body)
+    except IntakeRejected as exc:
+        webhook_rejection_record(reason=exc.reason)
+        raise
 
-    payload, text = _payload_parse(body)
     event_type = payload["event_type"]
     object_id = payload.get("id") if isinstance(payload.get("id"), str) else ""
+    live_mode = _live_mode(payload)
     try:
         event_id, created = _event_store_once(
             delivery_id=delivery_id, event_type=event_type[:100], object_id=object_id[:100],
-            live_mode=_live_mode(payload), text=text, payload=payload,
+            live_mode=live_mode, text=text, payload=payload,
         )
         if created:
             _enqueue_after_commit(event_id)
@@ -97,7 +98,69 @@ def webhook_delivery_accept(*, headers: Mapping[str, str], body: bytes) -> Intak
         logger.info("webhook %s stored as event %s: %s %s", delivery_id, event_id, event_type[:100], object_id[:100])
     else:
         logger.info("webhook %s is a duplicate of event %s; acknowledged", delivery_id, event_id)
+    if created and live_mode is not None and live_mode != settings.RECURRENTE_LIVE_MODE:
+        # Kept and acknowledged (staff can reprocess it once the configuration is fixed), but for
+        # this deployment it is as good as refused: count it so a wrong RECURRENTE_LIVE_MODE shows.
+        # Only when created: Svix retries keep the svix-id, and one delivery is one rejection.
+        logger.warning(
+            "webhook %s (event %s) has live_mode=%s but RECURRENTE_LIVE_MODE=%s; it will be ignored",
+            delivery_id, event_id, live_mode, settings.RECURRENTE_LIVE_MODE,
+        )
+        webhook_rejection_record(reason=Reason.OTHER_MODE)
     return IntakeResult(event_id=event_id, created=created)
+
+
+def _delivery_verify(*, headers: Mapping[str, str], body: bytes) -> tuple[str, dict, str]:
+    if len(body) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise IntakeRejected("body too large", reason=Reason.OVERSIZED_BODY, status=413)
+    try:
+        delivery_id = verify(
+            headers=headers, body=body, secrets=settings.RECURRENTE_WEBHOOK_SECRETS,
+            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except SignatureError as exc:
+        raise IntakeRejected(f"signature: {exc}", reason=exc.reason, status=exc.status) from exc
+    payload, text = _payload_parse(body)
+    return delivery_id, payload, text
+
+
+def webhook_rejection_record(*, reason: str, now: datetime | None = None) -> bool:
+    """Count one refused delivery in its minute bucket. Never raises: the count is for alerts, and
+    a database failure here must not turn the 4xx answer into a 500 (Svix would then retry a
+    delivery that can never succeed). Returns whether the count was written."""
+    try:
+        _rejection_upsert(reason=reason, now=now or timezone.now())
+    except Exception:
+        # Broader than DatabaseError on purpose (a dropped connection raises InterfaceError): a
+        # counter must never change the answer. logger.exception keeps the failure visible.
+        logger.exception("could not count a rejected webhook delivery (%s)", reason)
+        return False
+    return True
+
+
+def _rejection_upsert(*, reason: str, now: datetime) -> None:
+    """One INSERT … ON CONFLICT DO UPDATE (PostgreSQL and SQLite alike): concurrent rejections in
+    the same minute each add one, with no read-modify-write race and no lost update."""
+    table = connection.ops.quote_name(WebhookRejection._meta.db_table)
+    count, last = connection.ops.quote_name("count"), connection.ops.quote_name("last_rejected_at")
+    bucket = now.astimezone(UTC).replace(second=0, microsecond=0)
+    # atomic(): inside an outer transaction a failure rolls back to a savepoint instead of
+    # breaking the caller's transaction; in autocommit it is the statement's own transaction.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (bucket, reason, {count}, {last}) VALUES (%s, %s, 1, %s)"  # noqa: S608
+            f" ON CONFLICT (bucket, reason) DO UPDATE SET {count} = {table}.{count} + 1,"
+            f" {last} = CASE WHEN EXCLUDED.{last} > {table}.{last} THEN EXCLUDED.{last} ELSE {table}.{last} END",
+            [connection.ops.adapt_datetimefield_value(bucket), reason, connection.ops.adapt_datetimefield_value(now)],
+        )
+
+
+def webhook_rejections_prune(*, older_than: datetime) -> int:
+    """Delete rejection buckets that started before `older_than`; returns how many rows went."""
+    deleted, _ = WebhookRejection.objects.filter(bucket__lt=older_than).delete()
+    if deleted:
+        logger.info("pruned %s webhook rejection bucket(s) older than %s", deleted, older_than.isoformat())
+    return deleted
 
 
 def _event_store_once(*, delivery_id: str, event_type: str, object_id: str, live_mode, text: str, payload: dict) -> tuple[int, bool]:
@@ -129,20 +192,20 @@ def _payload_parse(body: bytes) -> tuple[dict, str]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise IntakeRejected("body is not UTF-8") from exc
+        raise IntakeRejected("body is not UTF-8", reason=Reason.MALFORMED_BODY) from exc
     try:
         # NaN/Infinity are not JSON and PostgreSQL's jsonb refuses them: reject, don't 500.
         payload = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise IntakeRejected("body is not JSON") from exc
+        raise IntakeRejected("body is not JSON", reason=Reason.MALFORMED_BODY) from exc
     if not isinstance(payload, dict):
-        raise IntakeRejected("body is not a JSON object")
+        raise IntakeRejected("body is not a JSON object", reason=Reason.MALFORMED_BODY)
     event_type = payload.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip() or len(event_type) > 100:
-        raise IntakeRejected("event_type missing or malformed")
+        raise IntakeRejected("event_type missing or malformed", reason=Reason.MALFORMED_BODY)
     if "\x00" in text or not _storable(payload):
         # NUL characters and lone surrogates cannot be stored in PostgreSQL text/jsonb.
-        raise IntakeRejected("body holds characters we cannot store")
+        raise IntakeRejected("body holds characters we cannot store", reason=Reason.MALFORMED_BODY)
     return payload, text
 
 
@@ -221,7 +284,7 @@ def webhook_event_process(*, event_id: int) -> str | None:
         logger.info("event %s (%s) ignored: %s", event.pk, event.event_type, reason)
         return WebhookEvent.Status.IGNORED
 
-    handler = handlers.HANDLERS[event.event_type]
+    handler = handlers.handler_for(event.event_type)
     try:
         with transaction.atomic():
             note = handler(event)
@@ -245,7 +308,7 @@ def _ignore_reason(event: WebhookEvent) -> str:
     if event.live_mode is not None and event.live_mode != settings.RECURRENTE_LIVE_MODE:
         deployment = "live" if settings.RECURRENTE_LIVE_MODE else "test"
         return f"live_mode={str(event.live_mode).lower()} does not match this {deployment} deployment"
-    if event.event_type not in handlers.HANDLERS:
+    if handlers.handler_for(event.event_type) is None:
         return f"no handler for {event.event_type}"
     return ""
 

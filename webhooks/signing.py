@@ -11,12 +11,30 @@ import hmac
 import time
 from collections.abc import Iterable, Mapping
 
-TOLERANCE_SECONDS = 300
+TOLERANCE_SECONDS = 300  # Svix's own default; settings.WEBHOOK_TOLERANCE_SECONDS is passed in
 HEADER_PREFIXES = ("svix-", "webhook-")
+
+# Why a delivery was refused, as counted in WebhookRejection (its Reason choices use these values).
+BAD_SIGNATURE = "bad_signature"
+NO_SECRET = "no_secret"
+MISSING_HEADERS = "missing_headers"
+STALE_TIMESTAMP = "stale_timestamp"
+FUTURE_TIMESTAMP = "future_timestamp"
+# 401 when the signature is wrong or cannot be checked at all; anything else is a malformed request.
+UNAUTHORISED_REASONS = frozenset({BAD_SIGNATURE, NO_SECRET})
 
 
 class SignatureError(Exception):
-    """The delivery cannot be trusted; the message says why (safe to log, holds no secret)."""
+    """The delivery cannot be trusted; the message says why (safe to log, holds no secret) and
+    `reason` is one of the codes above, so callers never match on the message text."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def status(self) -> int:
+        return 401 if self.reason in UNAUTHORISED_REASONS else 400
 
 
 def _secret_bytes(secret: str) -> bytes:
@@ -24,7 +42,8 @@ def _secret_bytes(secret: str) -> bytes:
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SignatureError("configured webhook secret is not valid base64") from exc
+        # A configured secret we cannot use is, for the operator, the same problem as none at all.
+        raise SignatureError("configured webhook secret is not valid base64", reason=NO_SECRET) from exc
 
 
 def sign(*, secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
@@ -62,17 +81,21 @@ def verify(
     """
     secrets = [s for s in secrets if s]
     if not secrets:
-        raise SignatureError("no webhook secret configured")
+        raise SignatureError("no webhook secret configured", reason=NO_SECRET)
     msg_id, timestamp, signature_header = (_header(headers, n) for n in ("id", "timestamp", "signature"))
     if not msg_id or not timestamp or not signature_header:
-        raise SignatureError("missing signature headers")
+        raise SignatureError("missing signature headers", reason=MISSING_HEADERS)
     if len(msg_id) > 100 or not msg_id.isascii() or not msg_id.isprintable():
-        raise SignatureError("malformed message id")
+        raise SignatureError("malformed message id", reason=MISSING_HEADERS)
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-        raise SignatureError("malformed timestamp")
+        raise SignatureError("malformed timestamp", reason=MISSING_HEADERS)
     now = time.time() if now is None else now
-    if abs(now - int(timestamp)) > tolerance:
-        raise SignatureError("timestamp outside the tolerance window")
+    age = now - int(timestamp)
+    # Stale and future are told apart: a clock running behind or ahead points at a different fix.
+    if age > tolerance:
+        raise SignatureError("timestamp outside the tolerance window", reason=STALE_TIMESTAMP)
+    if -age > tolerance:
+        raise SignatureError("timestamp outside the tolerance window", reason=FUTURE_TIMESTAMP)
 
     candidates = []
     for part in signature_header.split():
@@ -84,10 +107,10 @@ def verify(
         except (binascii.Error, ValueError):
             continue
     if not candidates:
-        raise SignatureError("no well-formed v1 signature")
+        raise SignatureError("no well-formed v1 signature", reason=MISSING_HEADERS)
 
     for secret in secrets:
         expected = base64.b64decode(sign(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)[3:])
         if any(hmac.compare_digest(expected, candidate) for candidate in candidates):
             return msg_id
-    raise SignatureError("no signature matches")
+    raise SignatureError("no signature matches", reason=BAD_SIGNATURE)

@@ -1,6 +1,7 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
 from . import services
 
@@ -24,3 +25,9 @@ def sweep_unprocessed_webhooks() -> int:
     """Beat, every 5 minutes: re-drive events left received/processing, and failed ones whose
     retry is overdue, so a lost broker message or a dead worker loses nothing."""
     return services.webhook_events_sweep()
+
+
+@shared_task(acks_late=True)
+def prune_webhook_rejections() -> int:
+    """Beat, daily: drop rejection counts older than the retention (30 days)."""
+    return services.webhook_rejections_prune(older_than=timezone.now() - services.REJECTION_RETENTION)

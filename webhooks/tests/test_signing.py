@@ -61,3 +61,31 @@ def test_bad_deliveries_are_refused(headers, body, secrets, now, reason):
 def test_signed_headers_verify_round_trip():
     headers = signed_headers(secret=OTHER_SECRET, msg_id="msg_abc", body=b"{}", timestamp=1_700_000_000)
     assert verify(headers=headers, body=b"{}", secrets=[OTHER_SECRET], now=1_700_000_100) == "msg_abc"
+
+
+@pytest.mark.parametrize(
+    "headers, body, secrets, now, reason, status",
+    [
+        (vector_headers(), VECTOR["body"], [OTHER_SECRET], 1614265330, "bad_signature", 401),
+        (vector_headers(), VECTOR["body"], [], 1614265330, "no_secret", 401),
+        (vector_headers(), VECTOR["body"], ["whsec_%%%"], 1614265330, "no_secret", 401),
+        ({}, VECTOR["body"], [VECTOR["secret"]], 1614265330, "missing_headers", 400),
+        ({**vector_headers(), "svix-timestamp": "16142x5330"}, VECTOR["body"], [VECTOR["secret"]], 1614265330, "missing_headers", 400),
+        (vector_headers(signature="v0,g0hM9SsE"), VECTOR["body"], [VECTOR["secret"]], 1614265330, "missing_headers", 400),
+        ({**vector_headers(), "svix-id": "msg\nbad"}, VECTOR["body"], [VECTOR["secret"]], 1614265330, "missing_headers", 400),
+        (vector_headers(), VECTOR["body"], [VECTOR["secret"]], 1614265330 + 301, "stale_timestamp", 400),
+        (vector_headers(), VECTOR["body"], [VECTOR["secret"]], 1614265330 - 301, "future_timestamp", 400),
+    ],
+)
+def test_each_refusal_carries_a_typed_reason_and_status(headers, body, secrets, now, reason, status):
+    with pytest.raises(SignatureError) as refused:
+        verify(headers=headers, body=body, secrets=secrets, now=now)
+    assert (refused.value.reason, refused.value.status) == (reason, status)
+
+
+def test_the_tolerance_passed_in_is_the_one_used():
+    now = int(VECTOR["timestamp"]) + 100
+    assert verify(headers=vector_headers(), body=VECTOR["body"], secrets=[VECTOR["secret"]], now=now, tolerance=100)
+    with pytest.raises(SignatureError) as refused:
+        verify(headers=vector_headers(), body=VECTOR["body"], secrets=[VECTOR["secret"]], now=now + 1, tolerance=100)
+    assert refused.value.reason == "stale_timestamp"
