@@ -268,6 +268,16 @@ def _refuse_unsafe_production():
         problems.append("SECRET_KEY must be a real random value of at least 50 characters")
     if not RECURRENTE_SECRET_KEY:
         problems.append("RECURRENTE_SECRET_KEY is required")
+    elif not RECURRENTE_SECRET_KEY.startswith(("sk_live_", "sk_test_")):
+        problems.append("RECURRENTE_SECRET_KEY must start with sk_live_ or sk_test_ (a Recurrente secret key)")
+    elif RECURRENTE_SECRET_KEY.startswith("sk_live_") != RECURRENTE_LIVE_MODE:
+        # A mismatch stores every real event and then ignores it as the other mode: payments
+        # would be taken and never applied. The key's prefix is the authority; the flag must agree.
+        key_mode = "sk_live_" if RECURRENTE_SECRET_KEY.startswith("sk_live_") else "sk_test_"
+        problems.append(
+            f"RECURRENTE_LIVE_MODE={RECURRENTE_LIVE_MODE} disagrees with RECURRENTE_SECRET_KEY ({key_mode}…): "
+            f"set RECURRENTE_LIVE_MODE={'True' if key_mode == 'sk_live_' else 'False'} for a {key_mode} key"
+        )
     if not RECURRENTE_WEBHOOK_SECRETS:
         problems.append("RECURRENTE_WEBHOOK_SECRETS is required (webhooks are never accepted unverified)")
     if not REDIS_URL:

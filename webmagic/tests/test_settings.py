@@ -16,6 +16,7 @@ GOOD_PRODUCTION_ENV = {
     "DEBUG": "False",
     "SECRET_KEY": "x" * 20 + "production-secret-key-that-is-long-enough-to-pass-1234",
     "RECURRENTE_SECRET_KEY": "sk_live_abc",
+    "RECURRENTE_LIVE_MODE": "True",
     "RECURRENTE_WEBHOOK_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "REDIS_URL": "redis://127.0.0.1:6379/15",
     "ALLOWED_HOSTS": "webmagic.example",
@@ -55,6 +56,44 @@ def test_production_refuses_the_development_secret_key():
     result = run_manage({**GOOD_PRODUCTION_ENV, "SECRET_KEY": "dev-insecure-key-change-me"}, "check")
     assert result.returncode != 0
     assert "SECRET_KEY must be a real random value" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key, live_mode, expected",
+    [
+        ("sk_live_abc", "False", "RECURRENTE_LIVE_MODE=False disagrees with RECURRENTE_SECRET_KEY (sk_live_…)"),
+        ("sk_live_abc", None, "RECURRENTE_LIVE_MODE=False disagrees with RECURRENTE_SECRET_KEY (sk_live_…)"),
+        ("sk_test_abc", "True", "RECURRENTE_LIVE_MODE=True disagrees with RECURRENTE_SECRET_KEY (sk_test_…)"),
+    ],
+)
+def test_production_refuses_a_live_mode_that_disagrees_with_the_key(key, live_mode, expected):
+    env = {**GOOD_PRODUCTION_ENV, "RECURRENTE_SECRET_KEY": key}
+    env.pop("RECURRENTE_LIVE_MODE")
+    if live_mode is not None:
+        env["RECURRENTE_LIVE_MODE"] = live_mode
+    result = run_manage(env, "check")
+    assert result.returncode != 0
+    assert "Refusing to start in production" in result.stderr and expected in result.stderr
+    assert key not in result.stderr  # the message names the prefix, never the key
+
+
+@pytest.mark.parametrize("key", ["pk_live_abc", "abc123", "SK_LIVE_abc", "live_abc"])
+def test_production_refuses_a_key_without_a_known_prefix(key):
+    result = run_manage({**GOOD_PRODUCTION_ENV, "RECURRENTE_SECRET_KEY": key}, "check")
+    assert result.returncode != 0
+    assert "RECURRENTE_SECRET_KEY must start with sk_live_ or sk_test_" in result.stderr
+    assert key not in result.stderr
+
+
+@pytest.mark.parametrize("key, live_mode", [("sk_live_abc", "True"), ("sk_test_abc", "False"), ("sk_test_ci_only", None)])
+def test_production_accepts_a_live_mode_that_matches_the_key(key, live_mode):
+    # The last case is .ci/run's deploy check: a test key with RECURRENTE_LIVE_MODE unset.
+    env = {**GOOD_PRODUCTION_ENV, "RECURRENTE_SECRET_KEY": key}
+    env.pop("RECURRENTE_LIVE_MODE")
+    if live_mode is not None:
+        env["RECURRENTE_LIVE_MODE"] = live_mode
+    result = run_manage(env, "check")
+    assert result.returncode == 0, result.stderr
 
 
 def test_configured_production_passes_the_deploy_check_at_warning_level():
