@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import EmailLog, EmailSuppression
+from .models import EmailLog, EmailSuppression, Heartbeat, StaffAlert
 
 admin.site.site_header = "WebMagic staff"
 admin.site.site_title = "WebMagic staff"
@@ -37,3 +37,31 @@ class EmailSuppressionAdmin(admin.ModelAdmin):
         # Lookups compare normalised addresses; a staff typo in case must not create a second row.
         obj.email = obj.email.strip().lower()
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record of what happened, written by the app only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StaffAlert)
+class StaffAlertAdmin(ReadOnlyAdmin):
+    list_display = ["fired_at", "kind", "subject", "direct", "emailed", "webhook_posted", "delivered_at"]
+    list_filter = ["kind", "direct", "emailed", "webhook_posted"]
+    search_fields = ["subject", "body"]
+    date_hierarchy = "fired_at"
+    readonly_fields = [f.name for f in StaffAlert._meta.fields]
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    list_display = ["name", "beat_at"]
+    readonly_fields = ["name", "beat_at"]

@@ -101,3 +101,46 @@ class EmailSuppression(models.Model):
 
     def __str__(self):
         return f"{self.email} (unsubscribed, {self.source})"
+
+
+class Heartbeat(models.Model):
+    """When a periodic task last ran, one row per name ("worker"): proof that beat sends and a
+    worker consumes, which the queue itself cannot report when it is the thing that is stuck."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} heartbeat at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class StaffAlert(models.Model):
+    """One row per staff alert raised (DESIGN §8), and the claim that makes "at most once an hour
+    per kind" hold when two checks run at once.
+
+    `sequence` numbers the alerts of one kind: a run claims the next number after the latest alert
+    it saw, so two runs that both saw the same latest alert (or none) race for one (kind, sequence)
+    row and only one wins. A fixed clock-hour bucket would let two runs on either side of the hour
+    both deliver."""
+
+    kind = models.CharField(max_length=64)
+    sequence = models.PositiveIntegerField()
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    fired_at = models.DateTimeField(db_index=True)
+    # Sent synchronously (from outside the queue: healthz, the check_alerts command) or queued.
+    direct = models.BooleanField(default=False)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    emailed = models.BooleanField(default=False, help_text="Email queued (or sent, if direct) to at least one of ADMINS.")
+    webhook_posted = models.BooleanField(default=False, help_text="ALERT_WEBHOOK_URL answered 2xx.")
+    delivery_notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-fired_at"]
+        constraints = [models.UniqueConstraint(fields=["kind", "sequence"], name="staffalert_kind_sequence_uniq")]
+
+    def __str__(self):
+        return f"{self.kind} at {self.fired_at:%Y-%m-%d %H:%M} UTC: {self.subject}"

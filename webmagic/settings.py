@@ -191,6 +191,8 @@ EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "sent_emails
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="WebMagic <hello@webmagic.example>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ADMINS = [("Staff", addr) for addr in env.list("ADMINS", default=[])]
+# Staff alerts are also POSTed here as JSON (Slack/Mattermost-style incoming webhook); a secret: never logged.
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 COMPANY_POSTAL_ADDRESS = env.str("COMPANY_POSTAL_ADDRESS", default="WebMagic, 1 Example Street, Austin, TX 78701, USA")
 
 # --- Recurrente ------------------------------------------------------------------------------

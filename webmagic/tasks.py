@@ -39,7 +39,17 @@ def resend_stuck_emails() -> int:
 
 @shared_task(acks_late=True)
 def check_alerts() -> list[str]:
-    """Every 5 minutes (migration 0005): mail staff about the DESIGN §8 alert rules that fire."""
+    """Every 5 minutes (migration 0005): run the registered alert rules (DESIGN §8); returns the
+    kinds delivered this run."""
     from .alerts import alerts_check
 
-    return alerts_check()
+    return [result.alert.kind for result in alerts_check() if result.delivered]
+
+
+@shared_task(acks_late=True)
+def heartbeat() -> None:
+    """Every minute (migration 0008, expiring after a minute in the queue): proves a worker consumes
+    the queue; /healthz/ and the alerts read the stamp."""
+    from .alerts import heartbeat_stamp
+
+    heartbeat_stamp()

@@ -39,7 +39,14 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=2)
 
 
-HEALTH_CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+def _check_worker() -> str:
+    from .alerts import heartbeat_status
+
+    return heartbeat_status()
+
+
+# Each check raises when its dependency does not answer, or returns a state other than "ok".
+HEALTH_CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker, "worker": _check_worker}
 
 
 @never_cache
@@ -52,17 +59,37 @@ def livez(request):
 @never_cache
 @require_GET
 def healthz(request):
-    """200 when every dependency answers, 503 naming the ones that do not (no error details)."""
+    """200 when every dependency answers and the worker heartbeat is fresh, 503 naming the ones
+    that do not (no error details). `worker` is "ok", "stale" (over 10 minutes) or "never"."""
     results = {}
     for name, check in HEALTH_CHECKS.items():
         try:
-            check()
-            results[name] = "ok"
+            results[name] = check() or "ok"
         except Exception:
             logger.exception("healthz: %s check failed", name)
             results[name] = "error"
+    if results["worker"] in ("stale", "never"):
+        _alert_stale_worker()
     healthy = all(value == "ok" for value in results.values())
-    return JsonResponse({"status": "ok" if healthy else "error", **results}, status=200 if healthy else 503)
+    response = JsonResponse({"status": "ok" if healthy else "error", **results}, status=200 if healthy else 503)
+    if not healthy:
+        logger.warning("healthz: unhealthy %s", ", ".join(f"{name}={value}" for name, value in results.items() if value != "ok"))
+        # Django logs every 5xx at ERROR, which mails ADMINS on each poll (every minute while the
+        # worker is down). The monitor reacts to the 503 itself, and staff hear once an hour
+        # through the alerts above: mark the response logged (as Django's own log_response does).
+        response._has_been_logged = True
+    return response
+
+
+def _alert_stale_worker() -> None:
+    """An external monitor polls healthz, so a stale heartbeat is alerted from here, synchronously:
+    the queue that would carry the alert email is the thing that is stuck. At most once an hour."""
+    from .alerts import alert_heartbeat_raise
+
+    try:
+        alert_heartbeat_raise()
+    except Exception:  # alerting must never turn the health answer into a 500
+        logger.exception("healthz: the stale-worker alert could not be raised")
 
 
 RETRY_AFTER_SECONDS = 60

@@ -1,14 +1,37 @@
+from datetime import timedelta
+
 import pytest
 from django.db import OperationalError
 from django.test import override_settings
+from django.utils import timezone
+
+from webmagic.models import Heartbeat
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def worker_alive():
+    """A running worker stamps its heartbeat every minute."""
+    return Heartbeat.objects.create(name="worker", beat_at=timezone.now())
 
 
 def test_healthz_ok_when_everything_answers(client):
     response = client.get("/healthz/")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok", "broker": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "ok", "broker": "ok", "worker": "ok"}
+
+
+@pytest.mark.parametrize(("minutes_ago", "status", "worker"), [(9, 200, "ok"), (11, 503, "stale"), (None, 503, "never")])
+def test_healthz_reports_the_worker_heartbeat(client, worker_alive, minutes_ago, status, worker):
+    if minutes_ago is None:
+        worker_alive.delete()
+    else:
+        Heartbeat.objects.filter(pk=worker_alive.pk).update(beat_at=timezone.now() - timedelta(minutes=minutes_ago))
+    response = client.get("/healthz/")
+    assert response.status_code == status
+    assert response.json()["worker"] == worker
+    assert response.json()["status"] == ("ok" if status == 200 else "error")
 
 
 def test_healthz_503_when_the_database_is_down(client, monkeypatch):
