@@ -1,7 +1,12 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, Q, Value, When
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 
-from .models import CheckoutSession, Payment, Subscription
+from .models import CheckoutSession, Payment, ReconcileRun, Refund, Subscription
 from .services import recovery, refunds, staff
 from .services.hosting import HostingCancelFailed
 
@@ -21,7 +26,7 @@ class CheckoutSessionAdmin(admin.ModelAdmin):
         *PERSONAL_DATA, "site", "kind", "amount", "currency", "user", "recovered_from", "created_at", "updated_at",
         "recurrente_checkout_id", "checkout_url", "checkout_created_at", "checkout_error", "completed_at", "abandoned_at",
         "expired_at", "last_failure_reason", "last_failure_at", "payment_in_progress_at", "reminder_sent_at",
-        "recovery_code", "discount_percent",
+        "recovery_code", "discount_percent", "next_reconcile_at", "reconcile_checks", "last_reconciled_at",
     ]
     actions = ["send_reminder_now"]
 
@@ -56,6 +61,18 @@ class FlaggedFirst(admin.SimpleListFilter):
         return queryset
 
 
+class RefundInline(admin.TabularInline):
+    model = Refund
+    fk_name = "payment"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ["recurrente_refund_id", "status", "source", "customer_refunded_amount", "requested_by",
+                                "created_at", "finalized_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False  # refunds are requested with the action, or recorded from the dashboard
+
+
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
     list_display = ["recurrente_payment_id", "attention", "site", "kind", "amount", "currency", "status", "paid_at", "user"]
@@ -69,6 +86,7 @@ class PaymentAdmin(admin.ModelAdmin):
         "checkout_session", "subscription", "amount", "currency", "status", "payment_method", "card_last4", "paid_at",
         "refunded_at", "recurrente_refund_id", "created_at", "updated_at",
     ]
+    inlines = [RefundInline]
     actions = ["refund"]
 
     def get_queryset(self, request):
@@ -96,16 +114,14 @@ class PaymentAdmin(admin.ModelAdmin):
     def refund(self, request, queryset):
         for payment_id, reference in queryset.values_list("pk", "recurrente_payment_id"):
             try:
-                refunds.payment_refund_request(payment_id=payment_id, staff_user=request.user)
+                result = refunds.payment_refund_request(payment_id=payment_id, staff_user=request.user)
             except refunds.RefundRefused as exc:
                 self.message_user(request, f"Not refunded: {exc}", messages.WARNING)
             except refunds.RefundFailed as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(
-                    request, f"Refund of {reference} requested at Recurrente; the payment is refund pending until "
-                             "Recurrente confirms it.", messages.SUCCESS,
-                )
+                done = result.refund is not None and result.refund.status in (Refund.Status.SUCCEEDED, Refund.Status.PENDING)
+                self.message_user(request, result.message(), messages.SUCCESS if done else messages.WARNING)
 
 
 @admin.register(Subscription)
@@ -142,3 +158,97 @@ class SubscriptionAdmin(admin.ModelAdmin):
                              f"{end:%Y-%m-%d %H:%M} UTC." if end else f"Cancelled {reference} at Recurrente.",
                     messages.SUCCESS,
                 )
+
+
+class UnmatchedFilter(admin.SimpleListFilter):
+    title = "matched"
+    parameter_name = "unmatched"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Unmatched (no payment)")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(payment__isnull=True) if self.value() == "yes" else queryset
+
+
+class DashboardRefundForm(forms.Form):
+    payment = forms.CharField(label="Payment", max_length=64, help_text="Its Recurrente id (pa_…), as in the Payments list")
+    refund_id = forms.CharField(label="Refund id", max_length=64, help_text="The refund's id in Recurrente's dashboard (re_…)")
+
+    def clean_payment(self):
+        reference = self.cleaned_data["payment"].strip()
+        payment = Payment.objects.filter(recurrente_payment_id=reference).first()
+        if payment is None:
+            raise forms.ValidationError("No payment with this Recurrente id.")
+        return payment
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    """Read-only: every change comes from Recurrente's answers (request, poll, webhook) or from
+    "Record a dashboard refund", which reads the refund from Recurrente first."""
+
+    list_display = ["recurrente_refund_id", "payment", "status", "source", "customer_refunded_amount", "currency",
+                    "requested_by", "created_at", "finalized_at"]
+    list_filter = [UnmatchedFilter, "status", "source"]
+    search_fields = ["recurrente_refund_id", "payment__recurrente_payment_id", "payment__site__slug"]
+    list_select_related = ["payment", "requested_by"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Refund._meta.fields]
+    actions = ["check_now"]
+
+    def has_add_permission(self, request):
+        return False  # recorded through the "record" view below, which asks Recurrente first
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # money records are never deleted
+
+    def get_urls(self):
+        record = path("record/", self.admin_site.admin_view(self.record_view), name="checkout_refund_record")
+        return [record, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "record_url": reverse("admin:checkout_refund_record")}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def record_view(self, request):
+        """Staff record a refund made in Recurrente's dashboard, with the same effects as any refund."""
+        if not self.has_change_permission(request):
+            return redirect("admin:checkout_refund_changelist")
+        form = DashboardRefundForm(request.POST or None, initial={"payment": request.GET.get("payment", "")})
+        if request.method == "POST" and form.is_valid():
+            try:
+                refund = refunds.refund_record_from_dashboard(
+                    payment_id=form.cleaned_data["payment"].pk, refund_id=form.cleaned_data["refund_id"], staff_user=request.user,
+                )
+            except (refunds.RefundRefused, refunds.RefundFailed) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Recorded {refund.recurrente_refund_id} ({refund.get_status_display().lower()}) "
+                                           f"for {refund.payment.recurrente_payment_id}.", messages.SUCCESS)
+                return redirect("admin:checkout_refund_changelist")
+        context = {**self.admin_site.each_context(request), "title": "Record a refund made in Recurrente's dashboard",
+                   "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/checkout/refund_record.html", context)
+
+    @admin.action(description="Check now with Recurrente", permissions=["change"])
+    def check_now(self, request, queryset):
+        pending = list(queryset.filter(status=Refund.Status.PENDING).values_list("pk", flat=True))
+        Refund.objects.filter(pk__in=pending).update(next_check_at=timezone.now())
+        result = refunds.refunds_poll(limit=len(pending)) if pending else refunds.PollResult()
+        self.message_user(request, f"Asked Recurrente about {result.checked} pending refund(s): {len(result.finalized)} "
+                                   f"became final, {result.errors} could not be read (asked again later).", messages.INFO)
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "checkouts_checked", "payments_found", "subscriptions_checked", "subscriptions_changed",
+                    "refunds_checked", "refunds_finalized", "errors", "stopped_early"]
+    readonly_fields = [f.name for f in ReconcileRun._meta.fields]
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

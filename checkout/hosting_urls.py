@@ -9,4 +9,5 @@ app_name = "hosting"
 urlpatterns = [
     path("start/", hosting_views.start, name="start"),
     path("cancel/", hosting_views.cancel, name="cancel"),
+    path("returned/", hosting_views.returned, name="returned"),
 ]

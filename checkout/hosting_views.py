@@ -12,7 +12,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import dateformat, timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
@@ -27,6 +27,7 @@ from .services.hosting import (
     subscription_cancellable_for_site,
 )
 from .services.purchase import CheckoutUnavailable
+from .services.reconcile import hosting_checkouts_reconcile_soon
 from .services.subscriptions import portal_site_path
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,17 @@ def start(request, slug):
         )
         return see_other(back)
     return see_other(session.checkout_url)
+
+
+@never_cache
+@login_required
+@require_GET
+def returned(request, slug):
+    """Recurrente's success_url for hosting: ask about the owner's open hosting checkout now, then
+    show the portal's "confirming" notice until hosting is live."""
+    site = _owned_site(request, slug)
+    hosting_checkouts_reconcile_soon(site_id=site.pk, user_id=request.user.pk)
+    return see_other(portal_site_path(site.slug) + "?subscription=started")
 
 
 @never_cache

@@ -48,6 +48,12 @@ class CheckoutSession(UUIDModel):
     last_failure_at = models.DateTimeField(null=True, blank=True)
     payment_in_progress_at = models.DateTimeField(null=True, blank=True, help_text="Bank transfer started")
 
+    # Reconciliation (checkout/services/reconcile.py): Recurrente is asked about an open checkout on
+    # a back-off schedule until it is paid or can no longer be paid; null means "not to be asked".
+    next_reconcile_at = models.DateTimeField(null=True, blank=True)
+    reconcile_checks = models.PositiveSmallIntegerField(default=0)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
+
     # Recovery: the reminder is claimed (reminder_sent_at set) before the email goes out.
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
     recovery_code = models.CharField(max_length=40, blank=True, db_index=True)
@@ -67,6 +73,13 @@ class CheckoutSession(UUIDModel):
                 condition=models.Q(status="checkout_created"),
                 name="checkout_abandoned_scan_idx",
             ),
+            # The reconciler's due query: only checkouts that could still be paid are in it, so its
+            # cost follows the open sessions, never the (growing) closed ones.
+            models.Index(
+                fields=["next_reconcile_at"],
+                condition=models.Q(status__in=["checkout_created", "abandoned"], next_reconcile_at__isnull=False),
+                name="checkout_reconcile_due_idx",
+            ),
             models.Index(fields=["site", "customer_email", "status"], name="checkout_site_email_idx"),
             models.Index(fields=["status", "created_at"], name="checkout_status_created_idx"),
         ]
@@ -80,6 +93,10 @@ class CheckoutSession(UUIDModel):
 
     def __str__(self):
         return f"{self.get_kind_display()} of {self.site_id} by {self.customer_email} ({self.status})"
+
+
+# Subscription statuses the reconciler keeps asking Recurrente about (at least daily).
+SUBSCRIPTION_RECONCILED_STATUSES = ("pending", "active", "past_due", "paused")
 
 
 class Subscription(TimeStampedModel):
@@ -110,9 +127,17 @@ class Subscription(TimeStampedModel):
     last_event_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # When the reconciler last read this subscription from Recurrente (at least daily while live).
+    last_reconciled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["last_reconciled_at"], condition=models.Q(status__in=SUBSCRIPTION_RECONCILED_STATUSES),
+                name="subscription_reconcile_idx",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.recurrente_subscription_id} ({self.status})"
@@ -135,6 +160,7 @@ class Payment(TimeStampedModel):
         NONE = "", "—"
         NEEDS_REFUND = "needs_refund", "Needs refund (site already sold)"
         AMOUNT_MISMATCH = "amount_mismatch", "Amount or currency mismatch"
+        DISPUTED = "disputed", "Disputed (chargeback)"
 
     recurrente_payment_id = models.CharField(max_length=64, unique=True)
     recurrente_intent_id = models.CharField(max_length=64, blank=True)
@@ -159,6 +185,7 @@ class Payment(TimeStampedModel):
     card_last4 = models.CharField(max_length=4, blank=True)
     paid_at = models.DateTimeField()
     refunded_at = models.DateTimeField(null=True, blank=True)
+    # The re_… id of the refund in force (pending or succeeded); its history is in `refunds`.
     recurrente_refund_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -168,6 +195,85 @@ class Payment(TimeStampedModel):
 
     def __str__(self):
         return f"{self.recurrente_payment_id} {self.amount} {self.currency} ({self.status})"
+
+
+class Refund(TimeStampedModel):
+    """One refund at Recurrente (re_…). Recurrente's refund object names no payment, so this row,
+    written when we ask for the refund (or when staff record one made in Recurrente's dashboard),
+    is the only link between the two."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        VOIDED = "voided", "Voided"
+
+    FINAL = (Status.SUCCEEDED, Status.FAILED, Status.VOIDED)
+
+    class Source(models.TextChoices):
+        STAFF_REQUEST = "staff_request", "Requested by staff from admin"
+        DASHBOARD = "dashboard", "Made in Recurrente's dashboard, recorded by staff"
+        WEBHOOK = "webhook", "Reported by a webhook"
+
+    recurrente_refund_id = models.CharField(max_length=64, unique=True)
+    payment = models.ForeignKey(
+        Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds",
+        help_text="Empty when a webhook reported a refund we cannot match: staff link it by recording it.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    customer_refunded_amount = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    account_refunded_amount = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, help_text="What it cost our account (fees kept)"
+    )
+    currency = models.CharField(max_length=3, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="refunds_requested"
+    )
+    recurrente_created_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    # Pending refunds are polled with GET /refunds/{id} on a back-off schedule.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    checks = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["next_check_at"], condition=models.Q(status="pending"), name="refund_poll_due_idx"),
+        ]
+        constraints = [
+            # A payment is refunded in full at most once: one pending or succeeded refund each.
+            models.UniqueConstraint(
+                fields=["payment"], condition=models.Q(status__in=["pending", "succeeded"]), name="refund_one_live_per_payment",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.recurrente_refund_id} ({self.status})"
+
+
+class ReconcileRun(models.Model):
+    """One pass of the reconciler: what it asked Recurrente and what it found (payments health page)."""
+
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    checkouts_checked = models.PositiveIntegerField(default=0)
+    payments_found = models.PositiveIntegerField(default=0, help_text="Paid checkouts no webhook had recorded")
+    subscriptions_checked = models.PositiveIntegerField(default=0)
+    subscriptions_changed = models.PositiveIntegerField(default=0)
+    refunds_checked = models.PositiveIntegerField(default=0)
+    refunds_finalized = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Calls that failed; those rows are asked again later")
+    left_for_next_run = models.PositiveIntegerField(default=0)
+    stopped_early = models.CharField(max_length=200, blank=True, help_text="Why the pass stopped before its batch")
+    findings = models.TextField(blank=True, help_text="One line per thing the pass changed")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"reconcile run {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class SandboxCheckout(models.Model):
@@ -190,6 +296,8 @@ class SandboxCheckout(models.Model):
     subscription_id = models.CharField(max_length=64, blank=True)
     subscription_status = models.CharField(max_length=20, blank=True)
     declines = models.PositiveIntegerField(default=0)
+    refund_id = models.CharField(max_length=64, blank=True)
+    refund_status = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     paid_at = models.DateTimeField(null=True, blank=True)
 

@@ -72,6 +72,9 @@ class RecurrenteClient:
         body = {"intent_id": intent_id} if intent_id else {"payment_intent_id": payment_intent_id}
         return self._request("POST", "/refunds", json=body)
 
+    def get_refund(self, refund_id: str) -> dict:
+        return self._request("GET", f"/refunds/{_path_id(refund_id)}")
+
     # --- plumbing ----------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs) -> dict:
         url = self.base_url + path

@@ -78,14 +78,24 @@ class SandboxClient:
         return {"message": "Suscripción cancelada"}
 
     def create_refund(self, *, payment_intent_id: str = "", intent_id: str = "") -> dict:
+        """Like Recurrente: the refund is `succeeded` at once, the answer names no payment, and no
+        webhook follows (none is documented for refunds)."""
         checkout = SandboxCheckout.objects.filter(payment_id=payment_intent_id).first() if payment_intent_id else (
             SandboxCheckout.objects.filter(intent_id=intent_id).first()
         )
-        if checkout is None:
+        if checkout is None or not (payment_intent_id or intent_id):
             raise RecurrenteNotFound("Not found", status=404)
-        with transaction.atomic():
-            sandbox_send_later(checkout_id=checkout.id, event_type="refund.create")
-        return {"id": _new_id("re"), "status": "succeeded"}
+        if checkout.refund_id:
+            raise RecurrenteValidationError("El pago ya fue reembolsado", status=422, errors={"payment": ["ya reembolsado"]})
+        checkout.refund_id, checkout.refund_status = _new_id("re"), "succeeded"
+        checkout.save(update_fields=["refund_id", "refund_status"])
+        return refund_resource(checkout)
+
+    def get_refund(self, refund_id: str) -> dict:
+        checkout = SandboxCheckout.objects.filter(refund_id=refund_id).first()
+        if checkout is None or not refund_id:
+            raise RecurrenteNotFound("Not found", status=404)
+        return refund_resource(checkout)
 
 
 def _get(checkout_id: str) -> SandboxCheckout:
@@ -160,8 +170,13 @@ def sandbox_subscription_event(*, checkout_id: str, event_type: str) -> None:
 
 
 def sandbox_send_later(*, checkout_id: str, event_type: str, sequence: int = 0) -> None:
+    """Deliver after commit, unless SANDBOX_WEBHOOKS is off: then the sandbox behaves like
+    Recurrente on test keys that send no webhooks, and only the reconciler completes flows."""
     from .tasks import sandbox_deliver
 
+    if not settings.SANDBOX_WEBHOOKS:
+        logger.info("sandbox webhooks are off: %s for %s not sent", event_type, checkout_id)
+        return
     transaction.on_commit(lambda: sandbox_deliver.delay(checkout_id, event_type, sequence))
 
 
@@ -213,6 +228,17 @@ def subscription_resource(checkout: SandboxCheckout) -> dict:
     }
 
 
+def refund_resource(checkout: SandboxCheckout) -> dict:
+    cents, currency = _amount(checkout)
+    return {
+        "id": checkout.refund_id, "status": checkout.refund_status,
+        "customer": _customer(checkout), "user_id": "us_sandbox",
+        # Recurrente keeps its fee: the account gets back a little less than the customer does.
+        "account_refunded_amount_in_cents": cents - cents * 44 // 1000, "customer_refunded_amount_in_cents": cents,
+        "currency": currency, "created_at": _iso(timezone.now()),
+    }
+
+
 def _customer(checkout: SandboxCheckout) -> dict:
     return {"email": "sandbox-buyer@example.com", "full_name": "Sandbox Buyer", "id": "us_sandbox"}
 
@@ -240,13 +266,6 @@ def event_body(checkout: SandboxCheckout, event_type: str) -> dict:
             "checkout": {"id": checkout.id}, "created_at": now,
             "failure_reason": "Tu banco ha rechazado la transacción. (sandbox: Decline pressed)",
             "amount_in_cents": cents, "currency": currency, "customer": _customer(checkout),
-        }
-    if event_type == "refund.create":
-        return {
-            "id": _new_id("re"), "event_type": event_type, "api_version": API_VERSION, "live_mode": False,
-            "status": "succeeded", "created_at": now, "payment_intent": {"id": checkout.payment_id},
-            "intent": {"id": checkout.intent_id}, "customer": _customer(checkout),
-            "customer_refunded_amount_in_cents": cents, "currency": currency,
         }
     if event_type.startswith("subscription."):
         return {

@@ -59,3 +59,28 @@ def send_hosting_nudges() -> int:
     from .services.hosting import hosting_nudges_send
 
     return hosting_nudges_send()
+
+
+# --- Reconciliation (beat: see migration 0007_reconcile_periodic_task) ------------------------
+@shared_task(acks_late=True)
+def reconcile_recurrente() -> dict:
+    """Every 5 minutes: ask Recurrente about open checkouts (with back-off), live subscriptions
+    (daily) and pending refunds, and apply what webhooks missed. Bounded per run; safe to overlap
+    (sessions are claimed with a conditional UPDATE, every change goes through idempotent services)."""
+    from .services.reconcile import reconcile_pass
+
+    run = reconcile_pass().run
+    return {"run": run.pk, "checkouts": run.checkouts_checked, "payments_found": run.payments_found,
+            "errors": run.errors}
+
+
+@shared_task(acks_late=True)
+def reconcile_checkout_session(session_id: str) -> str:
+    """The success page is waiting: check this one session now, ahead of its schedule."""
+    from .services.reconcile import PassStopped, checkout_session_reconcile
+
+    try:
+        return checkout_session_reconcile(session_id=session_id, nudge=True)
+    except PassStopped as exc:
+        logger.warning("session %s: immediate check not possible: %s", session_id, exc)
+        return "stopped"

@@ -209,6 +209,9 @@ RECURRENTE_SANDBOX = not RECURRENTE_SECRET_KEY and not PRODUCTION
 if RECURRENTE_SANDBOX and not RECURRENTE_WEBHOOK_SECRETS:
     # The sandbox signs its deliveries like Svix; this laptop-only secret lets them verify.
     RECURRENTE_WEBHOOK_SECRETS = ["whsec_c2FuZGJveC1zZWNyZXQtZm9yLWRldmVsb3BtZW50"]
+# The sandbox sends signed webhook deliveries unless this is off; off imitates Recurrente on test
+# keys, which may send none (the reconciler then completes every flow).
+SANDBOX_WEBHOOKS = env.bool("SANDBOX_WEBHOOKS", default=True)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
 WEBHOOK_TOLERANCE_SECONDS = 300
 

@@ -18,6 +18,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment, Subscription
@@ -140,12 +141,15 @@ def hosting_checkout_payload(session: CheckoutSession) -> dict:
         "payment_method_types": ["card"],
     }
     portal = settings.SITE_URL + portal_site_path(site.slug)
+    # Back through our "returned" view, which asks Recurrente about this checkout right away (test
+    # keys may send no webhook) before showing the portal's "confirming" notice.
+    returned = settings.SITE_URL + reverse("hosting:returned", kwargs={"slug": site.slug})
     extra = {}
     customer_id = session.user.recurrente_customer_id if session.user_id else ""
     if customer_id:
         extra["user_id"] = customer_id  # pre-fills the buyer on Recurrente's page
     return checkout_payload(
-        session=session, item=item, success_url=portal + "?subscription=started", cancel_url=portal, extra=extra,
+        session=session, item=item, success_url=returned, cancel_url=portal, extra=extra,
     )
 
 

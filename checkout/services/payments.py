@@ -42,6 +42,7 @@ class Outcome(enum.StrEnum):
     UNKNOWN_CHECKOUT = "unknown_checkout"
     UNKNOWN_PAYMENT = "unknown_payment"
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+    UNMATCHED = "unmatched"  # kept for staff to match by hand (a refund or dispute naming nothing of ours)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Pay
     )
 
 
-# --- Declines, bank transfers, refunds -----------------------------------------------------------
+# --- Declines and bank transfers ---------------------------------------------------------------
 
 def checkout_payment_failure_record(
     *, checkout_id: str, reason: str, failed_at: datetime | None = None, bank_transfer: bool = False
@@ -260,88 +261,6 @@ def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetim
         session.payment_in_progress_at = started_at or timezone.now()
         session.save(update_fields=["payment_in_progress_at", "updated_at"])
     logger.info("checkout %s (session %s): bank transfer in progress", checkout_id, session.pk)
-    return Outcome.RECORDED
-
-
-REFUND_STATUSES = {
-    # The shape is unverified: a refund.create with no status is not proof the money went back.
-    "": Payment.Status.REFUND_PENDING,
-    "succeeded": Payment.Status.REFUNDED,
-    "pending": Payment.Status.REFUND_PENDING,
-}
-
-
-def _refunded_payment(*, payment_id: str, intent_id: str):
-    """The payment a refund names: by payment id, else by intent id only when exactly one payment
-    has it (renewals may share their checkout's intent id, and a guess would refund the wrong row)."""
-    payments = Payment.objects.select_for_update().select_related("site")
-    if payment_id:
-        payment = payments.filter(recurrente_payment_id=payment_id).first()
-        if payment is not None:
-            return payment
-    if intent_id:
-        candidates = list(payments.filter(recurrente_intent_id=intent_id)[:2])
-        if len(candidates) == 1:
-            return candidates[0]
-        if candidates:
-            logger.error("refund names intent %s shared by several payments; not applied", intent_id)
-    return None
-
-
-def payment_refund_record(
-    *, refund_id: str, payment_id: str = "", intent_id: str = "", status: str = "", refunded_at: datetime | None = None
-) -> Outcome:
-    """Mark our payment refunded (or refund pending) and tell staff. The site is left as it is:
-    whether a refunded buyer keeps it is a person's decision (transfer ownership in admin)."""
-    if not payment_id and not intent_id:
-        return Outcome.UNKNOWN_PAYMENT
-    status = (status or "").lower()
-    with transaction.atomic():
-        payment = _refunded_payment(payment_id=payment_id, intent_id=intent_id)
-        if payment is None:
-            logger.warning("refund %s for unknown payment %s / intent %s; ignored", refund_id, payment_id, intent_id)
-            return Outcome.UNKNOWN_PAYMENT
-        new_status = REFUND_STATUSES.get(status)
-        if new_status is None:
-            # failed / voided: the money stays with us; staff should know the refund did not happen,
-            # and the payment becomes refundable again (a pending refund would block a new request).
-            logger.warning("refund %s for payment %s is %s", refund_id, payment.recurrente_payment_id, status)
-            if payment.status == Payment.Status.REFUND_PENDING and payment.recurrente_refund_id in ("", refund_id[:64]):
-                payment.status = Payment.Status.SUCCEEDED
-                payment.recurrente_refund_id = ""
-                payment.save(update_fields=["status", "recurrente_refund_id", "updated_at"])
-            email_alert_staff(
-                subject=f"Refund {refund_id} for payment {payment.recurrente_payment_id} is {status}",
-                body=f"Recurrente reports refund {refund_id} of payment {payment.recurrente_payment_id} "
-                f"(site {payment.site.slug}) as {status}. The payment stays with us ({payment.get_status_display().lower()}) "
-                "and can be refunded again from admin.",
-                dedupe_key=f"refund:{refund_id}:{status}",
-            )
-            return Outcome.RECORDED
-        if payment.status == Payment.Status.REFUNDED or (
-            payment.status == new_status and payment.recurrente_refund_id == refund_id
-        ):
-            return Outcome.DUPLICATE
-        payment.status = new_status
-        payment.recurrente_refund_id = refund_id[:64]
-        if new_status == Payment.Status.REFUNDED:
-            payment.refunded_at = refunded_at or timezone.now()
-        payment.save(update_fields=["status", "recurrente_refund_id", "refunded_at", "updated_at"])
-        site = payment.site
-        owner_note = (
-            f"The site is still {site.status}" + (f", owned by customer {site.owner_id}" if site.owner_id else "")
-            + ". If this refund should take the site back, transfer it in admin."
-        )
-        logger.info("payment %s: refund %s %s", payment.recurrente_payment_id, refund_id, new_status)
-        email_alert_staff(
-            subject=f"Payment {payment.recurrente_payment_id} {payment.get_status_display().lower()} ({site.slug})",
-            body=(
-                f"Recurrente reports refund {refund_id} ({status or 'no status given'}) of payment "
-                f"{payment.recurrente_payment_id}: {format_money(payment.amount, payment.currency)} "
-                f"for {payment.get_kind_display().lower()} of site {site.slug}.\n{owner_note}"
-            ),
-            dedupe_key=f"refund:{refund_id}:{new_status}",
-        )
     return Outcome.RECORDED
 
 

@@ -37,6 +37,10 @@ class RequestContext:
     referrer: str
 
 
+# The reconciler's first look at a new checkout (its back-off schedule is in reconcile.py).
+RECONCILE_FIRST_LOOK_MINUTES = 2
+
+
 def checkout_lifetime() -> timedelta:
     return timedelta(hours=settings.CHECKOUT_LIFETIME_HOURS)
 
@@ -163,6 +167,8 @@ def checkout_create(*, session_id, payload_builder: Callable[[CheckoutSession], 
             session.recurrente_checkout_id = result["id"]
             session.checkout_url = result["checkout_url"]
             session.checkout_created_at = timezone.now()
+            # From now on the reconciler asks Recurrente about it until it is paid or expires.
+            session.next_reconcile_at = session.checkout_created_at + timedelta(minutes=RECONCILE_FIRST_LOOK_MINUTES)
             session.checkout_error = ""
             session.status = CheckoutSession.Status.CHECKOUT_CREATED
             session.save()

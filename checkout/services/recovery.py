@@ -32,13 +32,14 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 
 from checkout.models import CheckoutSession
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client, recurrente_time
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression
 from webmagic.money import discounted, format_usd
 
 from .purchase import RequestContext, SiteNotForSale, checkout_create, checkout_lifetime, purchase_payload
+from .reconcile import CheckResult, checkout_answer_apply
 
 logger = logging.getLogger(__name__)
 
@@ -251,48 +252,19 @@ def _recurrente_verdict(session: CheckoutSession) -> str:
         logger.warning("session %s: could not check checkout %s with Recurrente (%s); trying next tick",
                        session.pk, session.recurrente_checkout_id, type(exc).__name__)
         return "wait"
-    status = str(checkout.get("status") or "")
-    if status == "paid":
-        _payment_reconcile(session=session, checkout=checkout)
-        return "paid"
-    if status == "payment_in_progress":
-        return "wait"
-    return "remind"  # unpaid, expired (the recovery link makes a new checkout) or an unknown status
-
-
-def _payment_reconcile(*, session: CheckoutSession, checkout: dict) -> None:
-    """Recurrente says paid but we have no completed session: the webhook was missed or is late.
-    Record it through the same service the webhook uses, so it is fulfilled exactly once."""
-    from .payments import PaymentConfirmation, payment_confirmed_record
-
-    payment = checkout.get("payment") or {}
-    intent = checkout.get("latest_intent") or {}
-    method = checkout.get("payment_method") or {}
-    metadata = checkout.get("metadata") or {}
-    payment_id = str(payment.get("id") or "")
-    if not payment_id or not isinstance(checkout.get("total_in_cents"), int):
-        logger.error("session %s: Recurrente reports checkout %s paid without a payment id or amount; "
-                     "no reminder, waiting for the webhook", session.pk, session.recurrente_checkout_id)
-        return
-    confirmation = PaymentConfirmation(
-        payment_id=payment_id,
-        amount_cents=checkout["total_in_cents"],
-        currency=str(checkout.get("currency") or session.currency),
-        checkout_id=str(checkout.get("id") or session.recurrente_checkout_id),
-        intent_id=str(intent.get("id") or ""),
-        method=str(method.get("type") or ""),
-        card_last4=str((method.get("card") or {}).get("last4") or ""),
-        metadata_session_id=str(metadata.get("checkout_session_id") or ""),
-        paid_at=recurrente_time(intent.get("created_at")),
-    )
+    # A paid checkout is recorded exactly as the webhook (and the reconciler) would record it.
     try:
-        outcome = payment_confirmed_record(confirmation=confirmation)
+        result = checkout_answer_apply(session=session, answer=checkout)
     except Exception:
-        # The webhook path (and the next tick) will try again; no reminder either way.
-        logger.exception("session %s: reconciling paid checkout %s failed", session.pk, session.recurrente_checkout_id)
-        return
-    logger.warning("session %s: checkout %s was paid but not recorded (missed webhook?); reconciled as %s",
-                   session.pk, session.recurrente_checkout_id, outcome)
+        # A paid answer we cannot read or record: no reminder; the reconciler and webhooks retry.
+        logger.exception("session %s: applying Recurrente's answer for checkout %s failed", session.pk,
+                         session.recurrente_checkout_id)
+        return "wait"
+    if result in (CheckResult.PAID, CheckResult.ALREADY_RECORDED):
+        return "paid"
+    if result in (CheckResult.IN_PROGRESS, CheckResult.ERROR):
+        return "wait"
+    return "remind"  # unpaid, expired (the recovery link makes a new checkout)
 
 
 def _no_reminder_reason(*, site: Site, email: str) -> str:

@@ -1,25 +1,48 @@
-"""Refunds staff ask for in admin (DESIGN §8): `POST /refunds` at Recurrente, then wait for its
-`refund.create` webhook (payments.payment_refund_record) to say the money went back.
+"""Refunds (DESIGN §8): keyed by Recurrente's refund id, because the refund object names no payment.
 
-The HTTP call is made with no row locked. Two staff members clicking "refund" at once are kept
-from sending two refund requests by a short in-flight marker in the shared cache; a payment that
-already has a refund (pending or done) is refused before Recurrente is asked. Nothing of ours
-changes unless Recurrente accepted the request.
+- Staff ask in admin (`payment_refund_request`): `POST /refunds`, whose answer is authoritative.
+  A `Refund` row is written with the re_ id it gives; `succeeded` marks the payment refunded at
+  once (customer emailed), `pending` is polled by the reconciler (`refunds_poll`) with
+  `GET /refunds/{id}` until final, `failed`/`voided` make the payment refundable again and tell staff.
+- A refund made in Recurrente's dashboard is recorded by staff with its re_ id
+  (`refund_record_from_dashboard`): its state is read from the API, with the same effects.
+- A `refund.*` webhook, if one ever comes (none is documented), is matched by its re_ id only
+  (`refund_event_record`); an unmatched one is stored for staff, never retried in a loop.
+
+Every state change goes through `_refund_state_apply`, with the payment row locked, so the create
+answer, a poll, a webhook and staff recording the same refund at once apply it once.
+
+The HTTP call for a new refund is made with no row locked. Two staff members clicking "refund" at
+once are kept from sending two requests by a short in-flight marker in the shared cache; a payment
+that already has a pending or succeeded refund is refused before Recurrente is asked, and the
+database refuses a second live refund per payment whatever races.
 """
 
 import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db import transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import dateformat, timezone
 
-from checkout.models import Payment
+from checkout.models import Payment, Refund
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound, RecurrenteValidationError, recurrente_client
+from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
+from webmagic.emails import absolute_url, email_alert_staff, email_queue
+from webmagic.money import format_money
+
+from .payments import Outcome
 
 logger = logging.getLogger(__name__)
 
 # Longer than the client's connect + read timeouts, so the marker outlives one Recurrente call.
 IN_FLIGHT_SECONDS = 60
+# Minutes after the request at which a pending refund is asked about, then hourly.
+POLL_SCHEDULE_MINUTES = (2, 5, 15, 60)
+POLL_EVERY_AFTER = timedelta(hours=1)
+REFUND_EMAIL_KIND = "refund"
 
 
 class RefundRefused(Exception):
@@ -30,70 +53,114 @@ class RefundFailed(Exception):
     """Recurrente did not accept the refund; nothing was changed. Message for staff."""
 
 
-def payment_refund_request(*, payment_id: int, staff_user) -> Payment:
-    """Ask Recurrente to refund the payment in full. On success the payment is `refund_pending`
-    (with Recurrente's refund id when it gives one); the webhook later marks it `refunded`.
-    Raises RefundRefused or RefundFailed."""
+# --- Staff asks for a refund ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefundRequestResult:
+    refund: Refund | None  # None when Recurrente accepted but gave no refund id
+    payment: Payment
+
+    def message(self) -> str:
+        reference = self.payment.recurrente_payment_id
+        if self.refund is None:
+            return (f"Recurrente accepted the refund of {reference} but gave no refund id: find it in Recurrente's "
+                    "dashboard and record it here (Refunds → Record a dashboard refund).")
+        status = self.refund.status
+        if status == Refund.Status.SUCCEEDED:
+            return f"Refunded {reference} ({self.refund.recurrente_refund_id}); the customer was emailed."
+        if status == Refund.Status.PENDING:
+            return (f"Refund {self.refund.recurrente_refund_id} of {reference} is pending at Recurrente; it is checked "
+                    "again automatically until it is final.")
+        return f"Recurrente answered that refund {self.refund.recurrente_refund_id} of {reference} is {status}; nothing was refunded."
+
+
+def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResult:
+    """Ask Recurrente to refund the payment in full and apply its answer. Raises RefundRefused or
+    RefundFailed (nothing changed)."""
     payment = Payment.objects.get(pk=payment_id)
     _refundable_or_raise(payment)
     marker = f"refund-in-flight:{payment.pk}"
     if not cache.add(marker, staff_user.pk if staff_user else 0, timeout=IN_FLIGHT_SECONDS):
         raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
     try:
-        # Newer accounts refund by intent (in_…), older ones by payment (pa_…): send what we have,
-        # but never an intent id other payments share (renewals may carry their checkout's).
-        intent_is_ours_alone = bool(payment.recurrente_intent_id) and not Payment.objects.filter(
-            recurrente_intent_id=payment.recurrente_intent_id
-        ).exclude(pk=payment.pk).exists()
-        if intent_is_ours_alone:
-            kwargs = {"intent_id": payment.recurrente_intent_id}
-        else:
-            kwargs = {"payment_intent_id": payment.recurrente_payment_id}
+        kwargs = _refund_target(payment)
+        answer = _refund_post(payment=payment, kwargs=kwargs, staff_user=staff_user)
         try:
-            answer = recurrente_client().create_refund(**kwargs)
-        except RecurrenteValidationError as exc:
-            details = "; ".join(f"{field}: {', '.join(map(str, problems))}" for field, problems in exc.errors.items()
-                                if isinstance(problems, list))
-            logger.warning("payment %s: Recurrente refused the refund (%s) requested by staff %s",
-                           payment.pk, exc.status, getattr(staff_user, "pk", None))
-            raise RefundFailed(
-                f"Recurrente refused to refund {payment.recurrente_payment_id} (HTTP {exc.status}): {exc}"
-                + (f" — {details}" if details else "")
-                + f". Sent {', '.join(kwargs)}. Nothing was changed."
-            ) from exc
-        except RecurrenteNotFound as exc:
-            logger.warning("payment %s: Recurrente does not know it (%s)", payment.pk, ", ".join(kwargs))
-            raise RefundFailed(
-                f"Recurrente does not know {next(iter(kwargs.values()))} (HTTP 404); refund it from Recurrente's dashboard. "
-                "Nothing was changed."
-            ) from exc
-        except RecurrenteError as exc:
-            logger.warning("payment %s: refund request failed (%s)", payment.pk, type(exc).__name__)
-            raise RefundFailed(
-                f"Could not refund {payment.recurrente_payment_id}: {exc}"
-                + (f" (HTTP {exc.status})" if exc.status else "") + ". Nothing was changed; try again later."
-            ) from exc
-        except ValueError as exc:  # a malformed id refused by the client before any request
-            raise RefundFailed(f"Could not refund {payment.recurrente_payment_id}: {exc}.") from exc
-        refund_id = str(answer.get("id") or "")[:64]
+            state = refund_state_from(answer)
+        except PayloadError:
+            return _refund_untracked(payment=payment, answer_status=str(answer.get("status"))[:20], staff_user=staff_user)
         with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment.pk)
-            # The refund.create webhook may already have arrived while we waited: never move back.
-            if payment.status == Payment.Status.SUCCEEDED:
-                payment.status = Payment.Status.REFUND_PENDING
-                fields = ["status", "updated_at"]
-                if refund_id and not payment.recurrente_refund_id:
-                    payment.recurrente_refund_id = refund_id
-                    fields.append("recurrente_refund_id")
-                note = f"refund requested by staff {getattr(staff_user, 'pk', '?')} on {timezone.now():%Y-%m-%d %H:%M} UTC"
-                payment.flag_note = f"{payment.flag_note}; {note}"[-500:] if payment.flag_note else note
-                fields.append("flag_note")
-                payment.save(update_fields=fields)
-        logger.info("payment %s: refund %s requested at Recurrente by staff %s (answer status %s)",
-                    payment.pk, refund_id or "(no id)", getattr(staff_user, "pk", None), answer.get("status"))
-        return payment
+            payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
+            refund = _refund_row(
+                state=state, payment=payment, source=Refund.Source.STAFF_REQUEST, requested_by=staff_user,
+            )
+            # No status (the shape is unverified) is not proof the money went back: poll it.
+            _refund_state_apply(refund=refund, payment=payment, state=state)
+        logger.info("payment %s: refund %s requested by staff %s, answer %s", payment.pk, refund.recurrente_refund_id,
+                    getattr(staff_user, "pk", None), state.status or "(no status)")
+        return RefundRequestResult(refund=refund, payment=payment)
     finally:
         cache.delete(marker)
+
+
+def _refund_target(payment: Payment) -> dict:
+    """Newer accounts refund by intent (in_…), older ones by payment (pa_…): send what we have, but
+    never an intent id other payments share (renewals may carry their checkout's)."""
+    intent_is_ours_alone = bool(payment.recurrente_intent_id) and not Payment.objects.filter(
+        recurrente_intent_id=payment.recurrente_intent_id
+    ).exclude(pk=payment.pk).exists()
+    if intent_is_ours_alone:
+        return {"intent_id": payment.recurrente_intent_id}
+    return {"payment_intent_id": payment.recurrente_payment_id}
+
+
+def _refund_post(*, payment: Payment, kwargs: dict, staff_user) -> dict:
+    try:
+        return recurrente_client().create_refund(**kwargs)
+    except RecurrenteValidationError as exc:
+        details = "; ".join(f"{name}: {', '.join(map(str, problems))}" for name, problems in exc.errors.items()
+                            if isinstance(problems, list))
+        logger.warning("payment %s: Recurrente refused the refund (%s) requested by staff %s",
+                       payment.pk, exc.status, getattr(staff_user, "pk", None))
+        raise RefundFailed(
+            f"Recurrente refused to refund {payment.recurrente_payment_id} (HTTP {exc.status}): {exc}"
+            + (f" — {details}" if details else "")
+            + f". Sent {', '.join(kwargs)}. Nothing was changed."
+        ) from exc
+    except RecurrenteNotFound as exc:
+        logger.warning("payment %s: Recurrente does not know it (%s)", payment.pk, ", ".join(kwargs))
+        raise RefundFailed(
+            f"Recurrente does not know {next(iter(kwargs.values()))} (HTTP 404); refund it from Recurrente's dashboard "
+            "and record the refund here. Nothing was changed."
+        ) from exc
+    except RecurrenteError as exc:
+        logger.warning("payment %s: refund request failed (%s)", payment.pk, type(exc).__name__)
+        raise RefundFailed(
+            f"Could not refund {payment.recurrente_payment_id}: {exc}"
+            + (f" (HTTP {exc.status})" if exc.status else "") + ". Nothing was changed; try again later."
+        ) from exc
+    except ValueError as exc:  # a malformed id refused by the client before any request
+        raise RefundFailed(f"Could not refund {payment.recurrente_payment_id}: {exc}.") from exc
+
+
+def _refund_untracked(*, payment: Payment, answer_status: str, staff_user) -> RefundRequestResult:
+    """Recurrente accepted (2xx) but its answer has no re_ id: the money may be on its way back and
+    nothing can be polled. The payment waits for staff to record the refund from the dashboard."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
+        if payment.status == Payment.Status.SUCCEEDED:
+            payment.status = Payment.Status.REFUND_PENDING
+            payment.flag_note = _note(payment, "refund accepted by Recurrente without a refund id; record it from the dashboard")
+            payment.save(update_fields=["status", "flag_note", "updated_at"])
+        email_alert_staff(
+            subject=f"Refund of {payment.recurrente_payment_id} has no refund id",
+            body=(f"Recurrente accepted the refund of payment {payment.recurrente_payment_id} (site {payment.site.slug}, "
+                  f"answer status {answer_status or 'none'}) but gave no refund id, so it cannot be followed. Find the refund "
+                  "in Recurrente's dashboard and record its re_ id in admin (Refunds → Record a dashboard refund)."),
+            dedupe_key=f"refund-untracked:{payment.recurrente_payment_id}",
+        )
+    logger.error("payment %s: refund accepted without a refund id (staff %s)", payment.pk, getattr(staff_user, "pk", None))
+    return RefundRequestResult(refund=None, payment=payment)
 
 
 def _refundable_or_raise(payment: Payment) -> None:
@@ -105,3 +172,306 @@ def _refundable_or_raise(payment: Payment) -> None:
             + (f" ({payment.recurrente_refund_id})" if payment.recurrente_refund_id else "")
             + "; waiting for Recurrente to confirm it."
         )
+
+
+# --- Staff record a refund made in Recurrente's dashboard ----------------------------------------
+
+def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user) -> Refund:
+    """Link a refund made outside the app to our payment, with the effects of any other refund.
+    Its state comes from `GET /refunds/{id}` (asked before any row is locked). Raises RefundRefused
+    or RefundFailed."""
+    refund_id = refund_id.strip()
+    if not recurrente_id(refund_id, "re_"):
+        raise RefundRefused("A Recurrente refund id starts with re_ (for example re_3jfrywsf).")
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None:
+        raise RefundRefused("No such payment.")
+    existing = Refund.objects.filter(recurrente_refund_id=refund_id).first()
+    if existing is not None and existing.payment_id not in (None, payment.pk):
+        raise RefundRefused(f"{refund_id} is already recorded for payment {existing.payment.recurrente_payment_id}.")
+    try:
+        state = refund_state_from(recurrente_client().get_refund(refund_id))
+    except RecurrenteNotFound as exc:
+        raise RefundFailed(f"Recurrente does not know {refund_id}; check the id in its dashboard. Nothing was recorded.") from exc
+    except (RecurrenteError, PayloadError) as exc:
+        raise RefundFailed(f"Could not read {refund_id} from Recurrente ({exc}); nothing was recorded, try again later.") from exc
+    if state.refund_id != refund_id:
+        raise RefundFailed(f"Recurrente answered about {state.refund_id} when asked for {refund_id}; nothing was recorded.")
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
+        refund = Refund.objects.select_for_update().filter(recurrente_refund_id=refund_id).first()
+        if refund is None:
+            refund = _refund_row(state=state, payment=payment, source=Refund.Source.DASHBOARD, requested_by=staff_user)
+        elif refund.payment_id is None:
+            refund.payment = payment
+            refund.requested_by = refund.requested_by or staff_user
+            refund.save(update_fields=["payment", "requested_by", "updated_at"])
+        _refund_state_apply(refund=refund, payment=payment, state=state)
+    logger.info("refund %s recorded for payment %s by staff %s (%s)", refund_id, payment.pk,
+                getattr(staff_user, "pk", None), refund.status)
+    return refund
+
+
+# --- Refund events and polling -------------------------------------------------------------------
+
+def refund_event_record(*, data: dict) -> str:
+    """A `refund.*` webhook. Matched by its re_ id only; unmatched ones are kept for staff (no
+    retry loop: there is nothing a retry could learn). Raises PayloadError without a re_ id."""
+    state = refund_state_from(data)
+    with transaction.atomic():
+        refund = Refund.objects.select_for_update().filter(recurrente_refund_id=state.refund_id).first()
+        if refund is None:
+            refund = _refund_row(state=state, payment=None, source=Refund.Source.WEBHOOK, requested_by=None)
+            _refund_state_apply(refund=refund, payment=None, state=state, now_poll=not state.status)
+            logger.warning("refund %s reported by webhook matches no refund of ours; kept for staff", state.refund_id)
+            email_alert_staff(
+                subject=f"Refund {state.refund_id} at Recurrente matches no payment of ours",
+                body=(f"Recurrente reported refund {state.refund_id} ({state.status or 'no status'}, "
+                      f"{_amount_text(state)}). It was not requested from admin, so it was probably made in "
+                      "Recurrente's dashboard. Find its payment there and record it in admin (Refunds → Record a "
+                      "dashboard refund) so the payment and the customer are updated."),
+                dedupe_key=f"refund-unmatched:{state.refund_id}",
+            )
+            return Outcome.UNMATCHED
+        if refund.payment_id is None:
+            return Outcome.DUPLICATE
+        payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id)
+        changed = _refund_state_apply(refund=refund, payment=payment, state=state, now_poll=not state.status)
+    return Outcome.RECORDED if changed else Outcome.DUPLICATE
+
+
+@dataclass
+class PollResult:
+    checked: int = 0
+    finalized: list = field(default_factory=list)  # "re_… succeeded" lines
+    errors: int = 0
+
+
+def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None,
+                 clock=None) -> PollResult:
+    """Ask Recurrente about pending refunds whose check is due. A failed call leaves the refund
+    for a later pass; the others go on."""
+    import time
+
+    clock = clock or time.monotonic
+    now = now or timezone.now()
+    result = PollResult()
+    due = list(
+        Refund.objects.filter(status="pending", next_check_at__lte=now).order_by("next_check_at")
+        .values_list("pk", "recurrente_refund_id")[:limit]
+    )
+    for refund_pk, refund_id in due:
+        if stop_at is not None and clock() > stop_at:
+            break
+        result.checked += 1
+        try:
+            state = refund_state_from(recurrente_client().get_refund(refund_id))
+        except (RecurrenteError, PayloadError, ValueError) as exc:
+            result.errors += 1
+            logger.warning("refund %s: could not read it from Recurrente (%s); asking later", refund_id, type(exc).__name__)
+            Refund.objects.filter(pk=refund_pk, status="pending").update(
+                next_check_at=now + timedelta(minutes=POLL_SCHEDULE_MINUTES[0]), last_error=f"{type(exc).__name__}: {exc}"[:500],
+                updated_at=now,
+            )
+            continue
+        with transaction.atomic():
+            refund = Refund.objects.select_for_update().get(pk=refund_pk)
+            payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id) if refund.payment_id else None
+            before = refund.status
+            _refund_state_apply(refund=refund, payment=payment, state=state, now=now)
+            if refund.status != before:
+                result.finalized.append(f"refund {refund_id}: {before} → {refund.status}")
+    return result
+
+
+# --- The one place a refund's state changes ------------------------------------------------------
+
+def _refund_row(*, state: RefundState, payment: Payment | None, source: str, requested_by) -> Refund:
+    if payment is not None and Refund.objects.filter(payment=payment, status__in=["pending", "succeeded"]).exclude(
+        recurrente_refund_id=state.refund_id
+    ).exists():
+        raise RefundRefused(f"{payment.recurrente_payment_id} already has a refund; a second one was not recorded.")
+    try:
+        with transaction.atomic():
+            return Refund.objects.create(
+                recurrente_refund_id=state.refund_id, payment=payment, source=source, requested_by=requested_by,
+                status=Refund.Status.PENDING, currency=state.currency or (payment.currency if payment else ""),
+            )
+    except IntegrityError:
+        # The same re_ id arrived another way a moment ago (its webhook, another click): use that row,
+        # linking it to the payment if it came unmatched.
+        refund = Refund.objects.select_for_update().get(recurrente_refund_id=state.refund_id)
+        if refund.payment_id is None and payment is not None:
+            refund.payment = payment
+            refund.requested_by = refund.requested_by or requested_by
+            refund.save(update_fields=["payment", "requested_by", "updated_at"])
+        return refund
+
+
+def _refund_state_apply(*, refund: Refund, payment: Payment | None, state: RefundState, now: datetime | None = None,
+                        now_poll: bool = False) -> bool:
+    """With the payment (if any) and the refund locked: take Recurrente's word for the refund's
+    state and give the payment the effects. Final states stay final. True if anything changed."""
+    now = now or timezone.now()
+    fields = {"checks", "last_error", "updated_at"}
+    refund.checks += 1
+    refund.last_error = ""
+    for name, value in (("customer_refunded_amount", state.customer_refunded), ("account_refunded_amount", state.account_refunded),
+                        ("recurrente_created_at", state.created_at)):
+        if value is not None and getattr(refund, name) != value:
+            setattr(refund, name, value)
+            fields.add(name)
+    if state.currency and refund.currency != state.currency:
+        refund.currency = state.currency
+        fields.add("currency")
+    changed = False
+    if refund.status in Refund.FINAL:
+        if state.status and state.status != refund.status:
+            logger.error("refund %s is %s for us but Recurrente now says %s; left as is", refund.recurrente_refund_id,
+                         refund.status, state.status)
+    elif state.status in Refund.FINAL:
+        refund.status = state.status
+        refund.finalized_at = now
+        refund.next_check_at = None
+        fields |= {"status", "finalized_at", "next_check_at"}
+        changed = True
+    else:
+        # pending, or a status we cannot read: keep asking, on the back-off schedule.
+        refund.next_check_at = now if now_poll else _next_check(refund=refund, now=now)
+        fields.add("next_check_at")
+    refund.save(update_fields=sorted(fields))
+    if payment is not None:
+        changed = _payment_follow_refund(payment=payment, refund=refund, now=now) or changed
+    return changed
+
+
+def _next_check(*, refund: Refund, now: datetime) -> datetime:
+    start = refund.created_at or now
+    for minutes in POLL_SCHEDULE_MINUTES:
+        due = start + timedelta(minutes=minutes)
+        if due > now:
+            return due
+    return now + POLL_EVERY_AFTER
+
+
+def _payment_follow_refund(*, payment: Payment, refund: Refund, now: datetime) -> bool:
+    re_id = refund.recurrente_refund_id
+    if refund.status == Refund.Status.SUCCEEDED:
+        if payment.status == Payment.Status.REFUNDED:
+            return False
+        payment.status = Payment.Status.REFUNDED
+        payment.refunded_at = refund.recurrente_created_at or now
+        payment.recurrente_refund_id = re_id
+        payment.save(update_fields=["status", "refunded_at", "recurrente_refund_id", "updated_at"])
+        _refund_emails_queue(payment=payment, refund=refund)
+        logger.info("payment %s refunded (%s)", payment.recurrente_payment_id, re_id)
+        return True
+    if refund.status == Refund.Status.PENDING:
+        if payment.status != Payment.Status.SUCCEEDED:
+            return False
+        payment.status = Payment.Status.REFUND_PENDING
+        payment.recurrente_refund_id = re_id
+        payment.save(update_fields=["status", "recurrente_refund_id", "updated_at"])
+        return True
+    # failed / voided: the money stays with us; the payment can be refunded again.
+    if payment.status == Payment.Status.REFUND_PENDING and payment.recurrente_refund_id in ("", re_id):
+        payment.status = Payment.Status.SUCCEEDED
+        payment.recurrente_refund_id = ""
+        payment.save(update_fields=["status", "recurrente_refund_id", "updated_at"])
+    logger.warning("refund %s of payment %s is %s", re_id, payment.recurrente_payment_id, refund.status)
+    email_alert_staff(
+        subject=f"Refund {re_id} of payment {payment.recurrente_payment_id} {refund.status}",
+        body=(f"Recurrente reports refund {re_id} of payment {payment.recurrente_payment_id} (site {payment.site.slug}) "
+              f"as {refund.status}: the money did not go back. The payment stays with us "
+              f"({payment.get_status_display().lower()}) and can be refunded again from admin; check Recurrente's "
+              "dashboard for the reason, and tell the customer if they were expecting it."),
+        dedupe_key=f"refund:{re_id}:{refund.status}",
+    )
+    return True
+
+
+def _refund_emails_queue(*, payment: Payment, refund: Refund) -> None:
+    """The customer's refund confirmation and a note for staff (whether a refunded buyer keeps the
+    site is a person's decision: transfer ownership in admin)."""
+    site = payment.site
+    amount = format_money(refund.customer_refunded_amount or payment.amount, refund.currency or payment.currency)
+    to_email = payment.user.email if payment.user_id else (payment.checkout_session.customer_email if payment.checkout_session_id else "")
+    if to_email:
+        email_queue(
+            kind=REFUND_EMAIL_KIND, to_email=to_email,
+            subject=f"Your refund for {site.business_name}: {amount}",
+            context={
+                "customer_name": payment.user.full_name if payment.user_id else "",
+                "item": (f"Website: {site.business_name}" if payment.kind == Payment.Kind.PURCHASE
+                         else f"Hosting for {site.business_name}"),
+                "amount": amount,
+                "refunded_on": dateformat.format(timezone.localtime(payment.refunded_at), "F j, Y"),
+                "payment_reference": payment.recurrente_payment_id,
+                "refund_reference": refund.recurrente_refund_id,
+                "portal_url": absolute_url(reverse("customers:dashboard")),
+            },
+            dedupe_key=f"refund:{refund.recurrente_refund_id}", user=payment.user, checkout_session=payment.checkout_session,
+        )
+    else:
+        logger.warning("payment %s refunded but has no customer address to tell", payment.pk)
+    owner_note = (
+        f"The site is still {site.status}" + (f", owned by customer {site.owner_id}" if site.owner_id else "")
+        + ". If this refund should take the site back, transfer it in admin."
+    )
+    email_alert_staff(
+        subject=f"Payment {payment.recurrente_payment_id} refunded ({site.slug})",
+        body=(f"Refund {refund.recurrente_refund_id} of payment {payment.recurrente_payment_id} succeeded: {amount} for "
+              f"{payment.get_kind_display().lower()} of site {site.slug}.\n{owner_note}"),
+        dedupe_key=f"refund:{refund.recurrente_refund_id}:succeeded",
+    )
+
+
+def _amount_text(state: RefundState) -> str:
+    if state.customer_refunded is None:
+        return "amount not given"
+    return format_money(state.customer_refunded, state.currency or "USD")
+
+
+def _note(payment: Payment, text: str) -> str:
+    text = f"{text} ({timezone.now():%Y-%m-%d %H:%M} UTC)"
+    return f"{payment.flag_note}; {text}"[-500:] if payment.flag_note else text
+
+
+# --- Disputes ------------------------------------------------------------------------------------
+
+def payment_dispute_record(*, event_type: str, data: dict) -> str:
+    """A `dispute.*` event (none is documented; the shape is a guess): flag the payment it names and
+    alert staff. A dispute we cannot match is still worth a person's attention."""
+    refs = payment_references_of(data)
+    dispute_id = str(data.get("id") or "")[:64]
+    with transaction.atomic():
+        payments = Payment.objects.select_for_update().select_related("site")
+        payment = None
+        if refs["payment_id"]:
+            payment = payments.filter(recurrente_payment_id=refs["payment_id"]).first()
+        for key, column in (("intent_id", "recurrente_intent_id"), ("checkout_id", "recurrente_checkout_id")):
+            if payment is None and refs[key]:
+                candidates = list(payments.filter(**{column: refs[key]})[:2])
+                payment = candidates[0] if len(candidates) == 1 else None
+        if payment is None:
+            email_alert_staff(
+                subject=f"Recurrente reported a dispute ({event_type}) we cannot match",
+                body=(f"A {event_type} event ({dispute_id or 'no id'}) names no payment we know "
+                      f"(references found: {', '.join(v for v in refs.values() if v) or 'none'}). Look it up in "
+                      "Recurrente's dashboard: a chargeback needs an answer within its deadline."),
+                dedupe_key=f"dispute-unmatched:{event_type}:{dispute_id}",
+            )
+            return Outcome.UNMATCHED
+        if payment.flag != Payment.Flag.DISPUTED:
+            payment.flag = Payment.Flag.DISPUTED
+            payment.flag_note = _note(payment, f"{event_type} {dispute_id}".strip())
+            payment.save(update_fields=["flag", "flag_note", "updated_at"])
+        email_alert_staff(
+            subject=f"Dispute on payment {payment.recurrente_payment_id} ({payment.site.slug}): {event_type}",
+            body=(f"Recurrente reported {event_type} ({dispute_id or 'no id'}) for payment {payment.recurrente_payment_id} "
+                  f"({format_money(payment.amount, payment.currency)}, site {payment.site.slug}). The payment is flagged "
+                  "\"disputed\" in admin. Answer the dispute in Recurrente's dashboard before its deadline."),
+            dedupe_key=f"dispute:{event_type}:{payment.recurrente_payment_id}:{dispute_id}",
+        )
+    logger.warning("payment %s disputed (%s %s)", payment.recurrente_payment_id, event_type, dispute_id)
+    return Outcome.RECORDED

@@ -45,7 +45,9 @@ def test_a_new_user_runs_the_whole_hosting_cycle_in_the_sandbox(sandbox_live, dj
     assert page.status_code == 200 and "Website hosting — LA Plumbing Pros" in page.content.decode()
 
     paid = browser.post(checkout_url.removeprefix(sandbox_live.url), {"action": "pay"})
-    assert paid["Location"] == sandbox_live.url + "/portal/sites/la-plumbing-pros/?subscription=started"
+    assert paid["Location"] == sandbox_live.url + "/portal/sites/la-plumbing-pros/hosting/returned/"
+    back = browser.get("/portal/sites/la-plumbing-pros/hosting/returned/")
+    assert back.status_code == 303 and back["Location"] == "/portal/sites/la-plumbing-pros/?subscription=started"
 
     # By now subscription.create and the first payment went over HTTP and were processed.
     assert set(WebhookEvent.objects.values_list("event_type", "status")) == {

@@ -68,7 +68,8 @@ def test_starting_hosting_creates_one_recurring_checkout_and_redirects_to_it(own
         "name": "Website hosting — LA Plumbing Pros", "amount_in_cents": 9500, "currency": "USD", "quantity": 1,
         "charge_type": "recurring", "billing_interval": "month", "billing_interval_count": 1, "payment_method_types": ["card"],
     }]
-    assert body["success_url"] == "http://testserver/portal/sites/la-plumbing-pros/?subscription=started"
+    # Back through the "returned" view, which asks Recurrente at once, then the portal's notice.
+    assert body["success_url"] == "http://testserver/portal/sites/la-plumbing-pros/hosting/returned/"
     assert body["cancel_url"] == "http://testserver/portal/sites/la-plumbing-pros/"
     assert body["user_id"] == "us_4hz8mq2c"
     assert body["metadata"]["kind"] == "subscription"

@@ -14,7 +14,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from checkout.models import CheckoutSession, Payment
-from checkout.services import recovery
+from checkout.services import reconcile, recovery
 from checkout.services.payments import PaymentConfirmation, payment_confirmed_record
 from checkout.tasks import check_abandoned_carts
 from checkout.tests.conftest import API
@@ -255,8 +255,14 @@ def test_no_reminder_while_paying_or_while_recurrente_cannot_say(
     session.refresh_from_db()
     assert session.status == CheckoutSession.Status.CHECKOUT_CREATED and session.reminder_sent_at is None
     assert mail.outbox == []
-    # Once Recurrente answers "unpaid", the next tick sends it.
+    # Once Recurrente answers "unpaid", the next tick sends it. (A bank transfer Recurrente reported
+    # in progress is marked on the session; the reconciler's next look at the unpaid checkout clears it.)
     recurrente_checkouts[session.recurrente_checkout_id] = "unpaid"
+    if answer == "payment_in_progress":
+        session.refresh_from_db()
+        assert session.payment_in_progress_at is not None
+        CheckoutSession.objects.filter(pk=session.pk).update(next_reconcile_at=timezone.now())
+        reconcile.reconcile_pass()
     assert scan(django_capture_on_commit_callbacks)["reminded"] == 1 and len(mail.outbox) == 1
 
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment
 from checkout.tests.factories import CheckoutSessionFactory, PaymentFactory
@@ -245,53 +246,69 @@ def test_a_malformed_but_signed_payment_is_marked_failed_with_the_reason(purchas
     assert Payment.objects.count() == 0
 
 
-def test_a_refund_marks_the_payment_refunded_and_alerts_staff(deliver, db):
-    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk")
-    deliver(payment_event("refund.create.json"))
+def _refund_for(payment, *, status="pending", refund_id="re_3jfrywsf"):
+    from checkout.models import Refund
+
+    return Refund.objects.create(recurrente_refund_id=refund_id, payment=payment, status=status,
+                                 source=Refund.Source.STAFF_REQUEST, currency="USD")
+
+
+def test_a_refund_event_is_matched_by_its_refund_id_and_refunds_the_payment(deliver, db):
+    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk", status=Payment.Status.REFUND_PENDING,
+                             recurrente_refund_id="re_3jfrywsf", user=CustomerFactory(email="maria.lopez@example.com"))
+    _refund_for(payment)
+    deliver(payment_event("refund.create.json"))  # Recurrente's refund object: no payment reference
 
     payment.refresh_from_db()
-    assert payment.status == Payment.Status.REFUNDED
-    assert payment.recurrente_refund_id == "re_3jfrywsf" and payment.refunded_at is not None
-    alert = EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT)
-    assert "pa_ttr2w9xk" in alert.subject and "re_3jfrywsf" in alert.context["body"]
+    assert payment.status == Payment.Status.REFUNDED and payment.refunded_at is not None
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
+    assert EmailLog.objects.filter(kind="refund").count() == 1
     deliver(payment_event("refund.create.json"))  # a second delivery changes nothing
-    assert EmailLog.objects.filter(kind=EmailLog.Kind.STAFF_ALERT).count() == 1
+    assert EmailLog.objects.filter(kind="refund").count() == 1
 
 
-def test_a_refund_found_by_its_intent_id(deliver, db):
-    payment = PaymentFactory(recurrente_payment_id="pa_other", recurrente_intent_id="in_y7c2p4lq")
-    deliver(payment_event("refund.create.json"))
-    payment.refresh_from_db()
-    assert payment.status == Payment.Status.REFUNDED
-
-
-def test_a_refund_of_a_payment_we_never_recorded_is_ignored(deliver, db):
-    deliver(payment_event("refund.create.json"))
-    event = WebhookEvent.objects.get()
-    assert event.status == WebhookEvent.Status.IGNORED and "unknown_payment" in event.error
-
-
-def test_a_pending_refund_is_recorded_as_pending(deliver, db):
-    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk")
+def test_a_refund_event_never_guesses_the_payment_from_other_ids(deliver, db):
+    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk", recurrente_intent_id="in_y7c2p4lq")
     payload = payment_event("refund.create.json")
-    payload["status"] = "pending"
+    payload["payment_intent"] = {"id": "pa_ttr2w9xk"}  # even if a payment id did come along
     deliver(payload)
     payment.refresh_from_db()
-    assert payment.status == Payment.Status.REFUND_PENDING and payment.refunded_at is None
+    assert payment.status == Payment.Status.SUCCEEDED
 
 
-def test_a_refund_without_a_status_is_pending_not_done(deliver, db):
+def test_an_unmatched_refund_event_is_stored_for_staff_and_not_retried(deliver, db):
+    from checkout.models import Refund
+
+    deliver(payment_event("refund.create.json"))
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookEvent.Status.PROCESSED and event.next_retry_at is None
+    refund = Refund.objects.get()
+    assert (refund.recurrente_refund_id, refund.payment, refund.source) == ("re_3jfrywsf", None, Refund.Source.WEBHOOK)
+    assert refund.customer_refunded_amount == Decimal("495.00")
+    alert = EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT)
+    assert "re_3jfrywsf" in alert.subject
+    deliver(payment_event("refund.create.json"))  # Svix redelivers under a new id: still one row, one alert
+    assert Refund.objects.count() == 1 and EmailLog.objects.filter(kind=EmailLog.Kind.STAFF_ALERT).count() == 1
+
+
+def test_a_refund_event_without_a_status_asks_recurrente_instead_of_trusting_it(deliver, db):
+    from checkout.models import Refund
+
     payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk")
+    refund = _refund_for(payment)
     payload = payment_event("refund.create.json")
     del payload["status"]
     deliver(payload)
     payment.refresh_from_db()
-    assert payment.status == Payment.Status.REFUND_PENDING
+    refund.refresh_from_db()
+    assert payment.status == Payment.Status.REFUND_PENDING and refund.status == Refund.Status.PENDING
+    assert refund.next_check_at is not None and refund.next_check_at <= timezone.now()  # polled at once
 
 
-def test_a_failed_refund_makes_the_payment_refundable_again(deliver, db):
+def test_a_failed_refund_event_makes_the_payment_refundable_again(deliver, db):
     payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk", status=Payment.Status.REFUND_PENDING,
                              recurrente_refund_id="re_3jfrywsf")
+    _refund_for(payment)
     payload = payment_event("refund.create.json")
     payload["status"] = "failed"
     deliver(payload)
@@ -300,13 +317,19 @@ def test_a_failed_refund_makes_the_payment_refundable_again(deliver, db):
     assert "failed" in EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT).subject
 
 
-def test_a_refund_naming_only_an_intent_shared_by_several_payments_is_not_guessed(deliver, db):
-    first = PaymentFactory(recurrente_payment_id="pa_first", recurrente_intent_id="in_y7c2p4lq")
-    renewal = PaymentFactory(recurrente_payment_id="pa_renewal", recurrente_intent_id="in_y7c2p4lq")
-    payload = payment_event("refund.create.json")
-    payload["payment_intent"] = {"id": "pa_unknown"}
-    deliver(payload)
-    assert {p.status for p in Payment.objects.filter(pk__in=[first.pk, renewal.pk])} == {Payment.Status.SUCCEEDED}
+def test_a_dispute_flags_the_payment_it_names_and_alerts_staff(deliver, db):
+    payment = PaymentFactory(recurrente_payment_id="pa_ttr2w9xk")
+    deliver({"event_type": "dispute.created", "id": "dp_1", "payment": {"id": "pa_ttr2w9xk"}, "live_mode": False})
+    payment.refresh_from_db()
+    assert payment.flag == Payment.Flag.DISPUTED and "dispute.created" in payment.flag_note
+    assert "Dispute on payment pa_ttr2w9xk" in EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT).subject
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
+
+
+def test_a_dispute_naming_nothing_of_ours_still_alerts_staff(deliver, db):
+    deliver({"event_type": "dispute.lost", "id": "dp_2", "payment": {"id": "pa_nobody"}, "live_mode": False})
+    assert "cannot match" in EmailLog.objects.get(kind=EmailLog.Kind.STAFF_ALERT).subject
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED
 
 
 @pytest.mark.parametrize("live_mode", [True])

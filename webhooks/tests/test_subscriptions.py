@@ -16,7 +16,7 @@ from checkout.tests.fixtures import recurrente_fixture
 from customers.tests.factories import CustomerFactory
 from sites.models import Site
 from sites.tests.factories import SiteFactory
-from webhooks.handlers import payment_confirmation_from_payload
+from checkout.recurrente_data import payment_confirmation_from_event
 from webhooks.models import WebhookEvent
 from webmagic.models import EmailLog
 
@@ -435,7 +435,7 @@ def test_subscription_create_and_the_first_payment_racing_activate_once(monkeypa
     )
     fake = FakeRecurrente(checkout_id=session.recurrente_checkout_id)
     monkeypatch.setattr("checkout.services.subscriptions.recurrente_client", lambda: fake)
-    confirmation = payment_confirmation_from_payload(first_payment(session))
+    confirmation = payment_confirmation_from_event(first_payment(session))
     created_at = datetime(2026, 11, 21, 15, 2, 18, tzinfo=UTC)
     barrier, errors = threading.Barrier(2), []
 
