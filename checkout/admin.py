@@ -112,7 +112,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refund through Recurrente (full amount)", permissions=["change"])
     def refund(self, request, queryset):
-        for payment_id, reference in queryset.values_list("pk", "recurrente_payment_id"):
+        for payment_id in queryset.values_list("pk", flat=True):
             try:
                 result = refunds.payment_refund_request(payment_id=payment_id, staff_user=request.user)
             except refunds.RefundRefused as exc:

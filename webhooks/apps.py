@@ -9,6 +9,9 @@ class WebhooksConfig(AppConfig):
         from webmagic.alerts import alert_rule_register
 
         from .alerts import alert_failed_webhooks
+        from .rejections import alert_rejected_deliveries, alert_rejections_without_accepted
 
         # Registered here so the base app (webmagic) never imports webhooks.
         alert_rule_register(alert_failed_webhooks)
+        alert_rule_register(alert_rejected_deliveries)
+        alert_rule_register(alert_rejections_without_accepted)

@@ -36,9 +36,10 @@ EMAIL_SUBJECT_PREFIX = "[WebMagic alert] "
 WEBHOOK_TIMEOUT = (3, 5)
 
 # Emails a customer is waiting for: one failure is worth an alert (a broken provider key shows here
-# first). Other apps may extend the tuple (e.g. a `refund` kind); the rule reads it at run time.
+# first). The rule reads the tuple at run time.
 TRANSACTIONAL_KINDS: tuple[str, ...] = (
     EmailLog.Kind.WELCOME, EmailLog.Kind.RECEIPT, EmailLog.Kind.PASSWORD_RESET, EmailLog.Kind.VERIFY_EMAIL,
+    EmailLog.Kind.REFUND,
 )
 TRANSACTIONAL_WINDOW = timedelta(hours=1)
 # A queued email that has failed this many attempts is retrying after provider errors, not unlucky once.

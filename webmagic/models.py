@@ -36,6 +36,7 @@ class EmailLog(TimeStampedModel):
         STAFF_ALERT = "staff_alert", "Staff alert"
         REFUND_NEEDED = "refund_needed", "Payment needing refund"
         EDIT_REQUEST = "edit_request", "Edit request update"
+        REFUND = "refund", "Refund issued"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

@@ -31,6 +31,7 @@ from checkout.models import Payment, Refund
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound, RecurrenteValidationError, recurrente_client
 from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
+from webmagic.models import EmailLog
 from webmagic.money import format_money
 
 from .payments import Outcome
@@ -42,7 +43,6 @@ IN_FLIGHT_SECONDS = 60
 # Minutes after the request at which a pending refund is asked about, then hourly.
 POLL_SCHEDULE_MINUTES = (2, 5, 15, 60)
 POLL_EVERY_AFTER = timedelta(hours=1)
-REFUND_EMAIL_KIND = "refund"
 
 
 class RefundRefused(Exception):
@@ -398,7 +398,7 @@ def _refund_emails_queue(*, payment: Payment, refund: Refund) -> None:
     to_email = payment.user.email if payment.user_id else (payment.checkout_session.customer_email if payment.checkout_session_id else "")
     if to_email:
         email_queue(
-            kind=REFUND_EMAIL_KIND, to_email=to_email,
+            kind=EmailLog.Kind.REFUND, to_email=to_email,
             subject=f"Your refund for {site.business_name}: {amount}",
             context={
                 "customer_name": payment.user.full_name if payment.user_id else "",
