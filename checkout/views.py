@@ -114,6 +114,7 @@ def sandbox_checkout(request, checkout_id):
         "recurring": sandbox.is_recurring(checkout), "declined": request.GET.get("declined") == "1",
         "cancel_url": checkout.request.get("cancel_url", "/"),
         "subscription_events": list(sandbox.SUBSCRIPTION_EVENTS) if checkout.subscription_id else [],
+        "webhooks_off": not settings.SANDBOX_WEBHOOKS,
     }
     return render(request, "checkout/sandbox_checkout.html", context)
 

@@ -139,3 +139,39 @@ def test_abandoned_checkout_gets_one_reminder_whose_link_opens_a_discounted_chec
     screenshot(page, "recovery-5-paid")
     recovered = CheckoutSession.objects.get(recovered_from=session)
     assert recovered.status == CheckoutSession.Status.COMPLETED and recovered.amount == Decimal("445.50")
+
+
+def test_with_sandbox_webhooks_off_purchase_and_hosting_complete_by_reconciliation(
+    phone, live_server, site, settings, screenshot
+):
+    """Recurrente on test keys may send no webhook at all: the success page and the hosting return
+    ask Recurrente (here the sandbox) themselves, and both purchases complete."""
+    from webhooks.models import WebhookEvent
+
+    settings.SITE_URL = live_server.url
+    settings.RECURRENTE_SANDBOX = True
+    settings.SANDBOX_WEBHOOKS = False
+    page = phone
+    claim_and_pay(page, live_server, screenshot, "no-webhooks")
+    assert page.get_by_text("Webhooks are off").is_visible()
+    page.get_by_role("button", name="Pay $495").click()
+    page.wait_for_url(re.compile(r"/checkout/success/\?session="))
+    page.get_by_text("LA Plumbing Pros is yours!").wait_for()
+    screenshot(page, "no-webhooks-4-success-confirmed")
+    site.refresh_from_db()
+    assert site.status == Site.Status.OWNED and WebhookEvent.objects.count() == 0
+
+    [welcome] = [m for m in mail.outbox if m.to == [EMAIL] and "set-password" in m.body]
+    page.goto(link_in(welcome, r"https?://\S+/portal/set-password/\S+/"))
+    page.fill("#id_new_password1", PASSWORD)
+    page.fill("#id_new_password2", PASSWORD)
+    page.get_by_role("button", name=re.compile("Save password")).click()
+    page.wait_for_url(re.compile(r"/portal/"))
+    page.get_by_role("button", name=re.compile("Activate hosting")).first.click()
+    page.wait_for_url(re.compile(r"/sandbox/recurrente/checkout/"))
+    page.get_by_role("button", name="Pay $95").click()
+    page.wait_for_url(re.compile(r"/portal/sites/la-plumbing-pros/\?subscription=started"))
+    page.get_by_text("Your site is live").first.wait_for()
+    screenshot(page, "no-webhooks-5-hosting-live")
+    site.refresh_from_db()
+    assert site.status == Site.Status.ACTIVE and WebhookEvent.objects.count() == 0
