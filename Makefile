@@ -26,6 +26,7 @@ run: $(STAMP)
 	@echo "    Funnel:        http://localhost:8000/admin/funnel/"
 	@echo "    Portal:        http://localhost:8000/portal/"
 	@echo "    Emails:        written to ./sent_emails/"
+	@echo "    (SANDBOX_WEBHOOKS=False make run: no webhooks, as on Recurrente test keys)"
 	@echo ""
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000 web worker beat
 
