@@ -19,6 +19,7 @@ database refuses a second live refund per payment whatever races.
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -247,13 +248,9 @@ class PollResult:
     errors: int = 0
 
 
-def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None,
-                 clock=None) -> PollResult:
-    """Ask Recurrente about pending refunds whose check is due. A failed call leaves the refund
-    for a later pass; the others go on."""
-    import time
-
-    clock = clock or time.monotonic
+def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None) -> PollResult:
+    """Ask Recurrente about pending refunds whose check is due (`stop_at`: a time.monotonic()
+    deadline). A failed call leaves the refund for a later pass; the others go on."""
     now = now or timezone.now()
     result = PollResult()
     due = list(
@@ -261,7 +258,7 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
         .values_list("pk", "recurrente_refund_id")[:limit]
     )
     for refund_pk, refund_id in due:
-        if stop_at is not None and clock() > stop_at:
+        if stop_at is not None and time.monotonic() > stop_at:
             break
         result.checked += 1
         try:
