@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteNotFound, RecurrenteUnavailable
+from checkout.recurrente_data import payment_confirmation_from_event
 from checkout.services.payments import payment_confirmed_record
 from checkout.services.subscriptions import subscription_periods_end, subscription_status_record
 from checkout.tests.factories import CheckoutSessionFactory
@@ -16,7 +17,6 @@ from checkout.tests.fixtures import recurrente_fixture
 from customers.tests.factories import CustomerFactory
 from sites.models import Site
 from sites.tests.factories import SiteFactory
-from checkout.recurrente_data import payment_confirmation_from_event
 from webhooks.models import WebhookEvent
 from webmagic.models import EmailLog
 
