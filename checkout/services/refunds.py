@@ -263,6 +263,8 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
         result.checked += 1
         try:
             state = refund_state_from(recurrente_client().get_refund(refund_id))
+            if state.refund_id != refund_id:
+                raise PayloadError(f"asked about {refund_id}, Recurrente answered about {state.refund_id}")
         except (RecurrenteError, PayloadError, ValueError) as exc:
             result.errors += 1
             logger.warning("refund %s: could not read it from Recurrente (%s); asking later", refund_id, type(exc).__name__)

@@ -258,10 +258,6 @@ def test_a_poll_that_cannot_read_a_refund_changes_nothing_and_goes_on(recurrente
     assert [m.to for m in mail.outbox if m.to != [STAFF]] == [["ana@example.com"]]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "refunds_poll applies GET /refunds/{id}'s answer without checking that it names the refund asked "
-    "about (refund_record_from_dashboard does check): an answer about re_someone1 marks re_asked001 succeeded "
-    "and the payment refunded"))
 def test_a_poll_answer_about_another_refund_is_not_applied(recurrente_api, payment):
     refund = pending_refund(payment, "re_asked001", next_check_at=timezone.now() - timedelta(minutes=1))
     recurrente_api.add(responses_lib.GET, f"{API}/refunds/re_asked001", json=got_refund("re_someone1", "succeeded"))
