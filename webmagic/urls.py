@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from checkout.admin_views import funnel_view
 from customers import views as customer_views
+from webhooks.admin_views import payments_health_view
 from webmagic import tracking, views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("livez/", views.livez, name="livez"),
     path("admin/login/", customer_views.admin_login),  # rate-limited like the portal's login
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
+    path("admin/payments-health/", admin.site.admin_view(payments_health_view), name="admin_payments_health"),
     path("admin/", admin.site.urls),
     path("sites/", include("sites.urls")),
     path("checkout/", include("checkout.urls")),
