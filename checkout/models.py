@@ -5,6 +5,9 @@ from django.db import models
 
 from webmagic.models import TimeStampedModel, UUIDModel
 
+# Checkout statuses that can still be paid: the reconciler keeps asking Recurrente about them.
+CHECKOUT_RECONCILED_STATUSES = ("checkout_created", "abandoned")
+
 
 class CheckoutSession(UUIDModel):
     """One purchase (or hosting) attempt: our row first, then Recurrente's hosted checkout."""
@@ -77,7 +80,7 @@ class CheckoutSession(UUIDModel):
             # cost follows the open sessions, never the (growing) closed ones.
             models.Index(
                 fields=["next_reconcile_at"],
-                condition=models.Q(status__in=["checkout_created", "abandoned"], next_reconcile_at__isnull=False),
+                condition=models.Q(status__in=CHECKOUT_RECONCILED_STATUSES, next_reconcile_at__isnull=False),
                 name="checkout_reconcile_due_idx",
             ),
             models.Index(fields=["site", "customer_email", "status"], name="checkout_site_email_idx"),

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 
-from checkout.models import CheckoutSession, Payment, ReconcileRun, Refund
+from checkout.models import CHECKOUT_RECONCILED_STATUSES, CheckoutSession, Payment, ReconcileRun, Refund
 from webmagic.alerts import HEARTBEAT_STALE_AFTER, HEARTBEAT_WORKER, TRANSACTIONAL_KINDS, heartbeat_status
 from webmagic.models import EmailLog, Heartbeat, StaffAlert
 
@@ -37,9 +37,6 @@ RECENT_ALERTS = 10
 LISTED_ROWS = 5
 FINDINGS_SHOWN = 20
 
-# Open checkouts the reconciler keeps asking about (checkout.services.reconcile.OPEN_STATUSES;
-# restated rather than imported from a services module into a read-only page).
-RECONCILED_STATUSES = (CheckoutSession.Status.CHECKOUT_CREATED, CheckoutSession.Status.ABANDONED)
 FLAGGED_HOLDING = (Payment.Flag.NEEDS_REFUND, Payment.Flag.AMOUNT_MISMATCH)
 
 # What to do for each rejection reason (the model's labels say what each one usually means).
@@ -295,7 +292,7 @@ def payments_health(*, now: datetime) -> PaymentsHealth:
 
     run = ReconcileRun.objects.order_by("-started_at", "-pk").first()
     findings = [line for line in (run.findings.splitlines() if run else []) if line.strip()]
-    open_checkouts = CheckoutSession.objects.filter(status__in=RECONCILED_STATUSES, next_reconcile_at__isnull=False).count()
+    open_checkouts = CheckoutSession.objects.filter(status__in=CHECKOUT_RECONCILED_STATUSES, next_reconcile_at__isnull=False).count()
 
     unmatched_q = Q(payment__isnull=True)
     stale_q = Q(status=Refund.Status.PENDING, created_at__lt=now - REFUND_PENDING_TOO_LONG)

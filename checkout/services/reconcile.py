@@ -29,7 +29,13 @@ from datetime import datetime, timedelta
 from django.db.models import F, Q
 from django.utils import timezone
 
-from checkout.models import SUBSCRIPTION_RECONCILED_STATUSES, CheckoutSession, ReconcileRun, Subscription
+from checkout.models import (
+    CHECKOUT_RECONCILED_STATUSES,
+    SUBSCRIPTION_RECONCILED_STATUSES,
+    CheckoutSession,
+    ReconcileRun,
+    Subscription,
+)
 from checkout.recurrente import (
     RecurrenteAuthError,
     RecurrenteError,
@@ -61,7 +67,7 @@ SUBSCRIPTION_BATCH = 100
 REFUND_BATCH = 100
 # Inside CELERY_TASK_SOFT_TIME_LIMIT (120 s) even when every call takes the 10 s read timeout.
 TIME_BUDGET_SECONDS = 90
-OPEN_STATUSES = ("checkout_created", "abandoned")
+OPEN_STATUSES = CHECKOUT_RECONCILED_STATUSES
 RUN_RETENTION = timedelta(days=14)
 
 
