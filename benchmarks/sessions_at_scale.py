@@ -29,12 +29,12 @@ def fill(site_id, total: int, already: int) -> None:
             INSERT INTO checkout_checkoutsession
               (id, created_at, updated_at, site_id, kind, status, customer_name, customer_email, amount, currency,
                recurrente_checkout_id, checkout_url, checkout_error, user_agent, referrer, last_failure_reason,
-               recovery_code, discount_percent, completed_at, reminder_sent_at)
+               recovery_code, discount_percent, completed_at, reminder_sent_at, reconcile_checks)
             SELECT gen_random_uuid(), t, t, %s, 'purchase',
                    CASE WHEN g %% 3 = 0 THEN 'completed' WHEN g %% 3 = 1 THEN 'expired' ELSE 'abandoned' END,
                    'Buyer ' || g, 'buyer' || g || '@example.com', 495.00, 'USD',
                    'ch_bench' || g, 'https://app.recurrente.com/checkout-session/ch_bench' || g, '', '', '', '',
-                   '', 0, CASE WHEN g %% 3 = 0 THEN t END, CASE WHEN g %% 3 = 2 THEN t + interval '20 minutes' END
+                   '', 0, CASE WHEN g %% 3 = 0 THEN t END, CASE WHEN g %% 3 = 2 THEN t + interval '20 minutes' END, 0
             FROM (SELECT g, now() - (random() * interval '30 days') AS t FROM generate_series(%s, %s) AS g) AS s
             """,
             [site_id, already + 1, total - OPEN_CHECKOUTS],
