@@ -346,7 +346,7 @@ def reconcile_pass(
             # every due row of a large backlog would cost more than the figure is worth.
             run.left_for_next_run = CheckoutSession.objects.filter(
                 status__in=OPEN_STATUSES, next_reconcile_at__isnull=False, next_reconcile_at__lte=now
-            ).values("pk")[:LEFT_COUNT_CAP].count()
+            ).order_by().values("pk")[:LEFT_COUNT_CAP].count()  # unordered: the model's ordering would walk created_at
         checked, changed, errors = subscriptions_reconcile(now=now, limit=SUBSCRIPTION_BATCH, stop_at=stop_at, findings=findings)
         run.subscriptions_checked, run.subscriptions_changed, run.errors = checked, changed, run.errors + errors
         polled = refunds.refunds_poll(now=now, limit=REFUND_BATCH, stop_at=stop_at)
