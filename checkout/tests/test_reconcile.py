@@ -35,40 +35,6 @@ from .conftest import API
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def checkouts(recurrente_api):
-    """GET /checkouts/{id}: "unpaid" unless a test sets a status, an HTTP error code, an exception
-    or a raw body string. `checkouts["_seen"]` lists the ids asked about, in order."""
-    answers: dict[str, object] = {}
-    seen: list[str] = []
-
-    def get(request):
-        checkout_id = request.url.rsplit("/", 1)[1]
-        seen.append(checkout_id)
-        answer = answers.get(checkout_id, "unpaid")
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, int):
-            return answer, {}, json.dumps({"message": "error"})
-        if isinstance(answer, bytes):
-            return 200, {}, answer
-        if answer == "paid":
-            body = recurrente_fixture("api/get_checkout.paid.response.json")
-            body["payment"]["id"] = f"pa_{checkout_id[3:]}"
-            body["latest_intent"]["id"] = f"in_{checkout_id[3:]}"
-        else:
-            body = recurrente_fixture("api/get_checkout.unpaid.response.json")
-            body["status"] = answer
-        body["id"] = checkout_id
-        return 200, {}, json.dumps(body)
-
-    recurrente_api.add_callback(
-        responses_lib.GET, re.compile(rf"{re.escape(API)}/checkouts/\w+"), callback=get, content_type="application/json"
-    )
-    answers["_seen"] = seen
-    return answers
-
-
 def due_session(*, minutes_ago=3, **kwargs) -> CheckoutSession:
     """An open checkout created `minutes_ago`, whose next look is due now."""
     now = timezone.now()
@@ -114,7 +80,7 @@ def test_a_checkout_is_looked_at_once_just_after_it_expires_and_then_never():
     assert reconcile.checkout_next_check(session=session, now=ends) == ends + timedelta(hours=1)
 
 
-def test_a_pass_asks_only_about_open_checkouts_that_are_due(checkouts, django_capture_on_commit_callbacks):
+def test_a_pass_asks_only_about_open_checkouts_that_are_due(recurrente_checkouts, django_capture_on_commit_callbacks):
     due = due_session()
     reminded = due_session(status=CheckoutSession.Status.ABANDONED)  # whatever its reminder state
     later = due_session()
@@ -123,26 +89,26 @@ def test_a_pass_asks_only_about_open_checkouts_that_are_due(checkouts, django_ca
     due_session(status=CheckoutSession.Status.EXPIRED)
     CheckoutSessionFactory()  # created before reconciliation existed in this test: never scheduled
     report = run_pass(django_capture_on_commit_callbacks)
-    assert sorted(checkouts["_seen"]) == sorted([due.recurrente_checkout_id, reminded.recurrente_checkout_id])
+    assert sorted(recurrente_checkouts["_seen"]) == sorted([due.recurrente_checkout_id, reminded.recurrente_checkout_id])
     assert report.run.checkouts_checked == 2 and report.results == {"unpaid": 2}
     due.refresh_from_db()
     assert due.reconcile_checks == 1 and due.status == CheckoutSession.Status.CHECKOUT_CREATED
     assert due.next_reconcile_at == due.checkout_created_at + timedelta(minutes=5)  # the next step of the back-off
     # Nothing is due again until then.
     run_pass(django_capture_on_commit_callbacks)
-    assert len(checkouts["_seen"]) == 2
+    assert len(recurrente_checkouts["_seen"]) == 2
 
 
-def test_a_pass_is_bounded_and_the_rest_waits_for_the_next(checkouts, django_capture_on_commit_callbacks):
+def test_a_pass_is_bounded_and_the_rest_waits_for_the_next(recurrente_checkouts, django_capture_on_commit_callbacks):
     sessions = [due_session() for _ in range(5)]
     report = run_pass(django_capture_on_commit_callbacks, checkout_batch=3)
     assert report.run.checkouts_checked == 3 and report.run.left_for_next_run == 2
     report = run_pass(django_capture_on_commit_callbacks, checkout_batch=3)
     assert report.run.checkouts_checked == 2
-    assert sorted(checkouts["_seen"]) == sorted(s.recurrente_checkout_id for s in sessions)
+    assert sorted(recurrente_checkouts["_seen"]) == sorted(s.recurrente_checkout_id for s in sessions)
 
 
-def test_a_pass_stops_when_its_time_budget_is_used(checkouts, django_capture_on_commit_callbacks):
+def test_a_pass_stops_when_its_time_budget_is_used(recurrente_checkouts, django_capture_on_commit_callbacks):
     for _ in range(3):
         due_session()
     report = run_pass(django_capture_on_commit_callbacks, budget_seconds=-1)
@@ -153,11 +119,11 @@ def test_a_pass_stops_when_its_time_budget_is_used(checkouts, django_capture_on_
 # --- Paid checkouts ------------------------------------------------------------------------------
 
 def test_a_paid_checkout_no_webhook_announced_is_fulfilled_once_and_staff_are_told(
-    checkouts, django_capture_on_commit_callbacks, client
+    recurrente_checkouts, django_capture_on_commit_callbacks, client
 ):
     site = SiteFactory(business_name="LA Plumbing Pros")
     session = due_session(site=site, customer_email="maria.lopez@example.com", customer_name="María López")
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     report = run_pass(django_capture_on_commit_callbacks)
 
     assert report.run.payments_found == 1 and "recorded now" in report.run.findings
@@ -181,46 +147,46 @@ def test_a_paid_checkout_no_webhook_announced_is_fulfilled_once_and_staff_are_to
     assert Payment.objects.count() == 1 and len(mail.outbox) == sent
 
 
-def test_a_paid_checkout_a_webhook_already_recorded_raises_no_alert(checkouts, django_capture_on_commit_callbacks, client):
+def test_a_paid_checkout_a_webhook_already_recorded_raises_no_alert(recurrente_checkouts, django_capture_on_commit_callbacks, client):
     session = due_session(customer_email="maria.lopez@example.com")
     payload = payment_event(session=session, payment_id=f"pa_{session.recurrente_checkout_id[3:]}")
     with django_capture_on_commit_callbacks(execute=True):
         post_event(client, payload)
     CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.CHECKOUT_CREATED)  # not yet seen
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     report = run_pass(django_capture_on_commit_callbacks)
     assert report.results == {"already_recorded": 1} and report.run.payments_found == 0
     assert not StaffAlert.objects.filter(kind="webhooks_missed").exists()
     assert Payment.objects.count() == 1
 
 
-def test_a_paid_checkout_for_a_site_sold_meanwhile_is_flagged_for_refund(checkouts, django_capture_on_commit_callbacks):
+def test_a_paid_checkout_for_a_site_sold_meanwhile_is_flagged_for_refund(recurrente_checkouts, django_capture_on_commit_callbacks):
     site = SiteFactory(status=Site.Status.OWNED, owner=CustomerFactory())
     session = due_session(site=site)
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     run_pass(django_capture_on_commit_callbacks)
     payment = Payment.objects.get()
     assert payment.flag == Payment.Flag.NEEDS_REFUND
     assert EmailLog.objects.filter(kind=EmailLog.Kind.STAFF_ALERT, subject__startswith="Refund needed").exists()
 
 
-def test_a_wrong_amount_found_by_reconciliation_is_flagged_not_fulfilled(checkouts, django_capture_on_commit_callbacks):
+def test_a_wrong_amount_found_by_reconciliation_is_flagged_not_fulfilled(recurrente_checkouts, django_capture_on_commit_callbacks):
     session = due_session(amount="445.50")  # a recovery checkout at 10 % off, but Recurrente says 495 was paid
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     run_pass(django_capture_on_commit_callbacks)
     assert Payment.objects.get().flag == Payment.Flag.AMOUNT_MISMATCH
     assert Site.objects.get(pk=session.site_id).status == Site.Status.PREVIEW
 
 
 def test_a_bank_transfer_in_progress_is_marked_and_cleared_when_the_checkout_is_payable_again(
-    checkouts, django_capture_on_commit_callbacks
+    recurrente_checkouts, django_capture_on_commit_callbacks
 ):
     session = due_session()
-    checkouts[session.recurrente_checkout_id] = "payment_in_progress"
+    recurrente_checkouts[session.recurrente_checkout_id] = "payment_in_progress"
     assert run_pass(django_capture_on_commit_callbacks).results == {"in_progress": 1}
     session.refresh_from_db()
     assert session.payment_in_progress_at is not None and session.next_reconcile_at is not None
-    checkouts[session.recurrente_checkout_id] = "unpaid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "unpaid"
     CheckoutSession.objects.filter(pk=session.pk).update(next_reconcile_at=timezone.now())
     run_pass(django_capture_on_commit_callbacks)
     session.refresh_from_db()
@@ -228,9 +194,9 @@ def test_a_bank_transfer_in_progress_is_marked_and_cleared_when_the_checkout_is_
 
 
 @pytest.mark.parametrize(("answer", "result"), [("expired", "expired"), (404, "unknown_at_recurrente")])
-def test_an_expired_or_unknown_checkout_is_no_longer_asked_about(answer, result, checkouts, django_capture_on_commit_callbacks):
+def test_an_expired_or_unknown_checkout_is_no_longer_asked_about(answer, result, recurrente_checkouts, django_capture_on_commit_callbacks):
     session = due_session()
-    checkouts[session.recurrente_checkout_id] = answer
+    recurrente_checkouts[session.recurrente_checkout_id] = answer
     assert run_pass(django_capture_on_commit_callbacks).results == {result: 1}
     session.refresh_from_db()
     assert session.next_reconcile_at is None and session.status == CheckoutSession.Status.CHECKOUT_CREATED
@@ -244,15 +210,15 @@ def test_an_expired_or_unknown_checkout_is_no_longer_asked_about(answer, result,
     "paid_without_payment",
 ], ids=["500", "502", "connect-timeout", "read-timeout", "not-json", "unknown-status", "paid-without-payment-id"])
 def test_a_failed_or_odd_answer_changes_nothing_and_the_others_go_on(
-    answer, checkouts, django_capture_on_commit_callbacks, recurrente_api
+    answer, recurrente_checkouts, django_capture_on_commit_callbacks, recurrente_api
 ):
     broken, fine = due_session(), due_session()
     if answer == "paid_without_payment":
         body = recurrente_fixture("api/get_checkout.paid.response.json")
         body["id"], body["payment"] = broken.recurrente_checkout_id, None
         answer = json.dumps(body).encode()
-    checkouts[broken.recurrente_checkout_id] = answer
-    checkouts[fine.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[broken.recurrente_checkout_id] = answer
+    recurrente_checkouts[fine.recurrente_checkout_id] = "paid"
     before = timezone.now()
     report = run_pass(django_capture_on_commit_callbacks)
 
@@ -264,12 +230,12 @@ def test_a_failed_or_odd_answer_changes_nothing_and_the_others_go_on(
 
 
 @pytest.mark.parametrize(("status", "reason"), [(429, "slow down"), (401, "API key")])
-def test_a_rate_limit_or_a_bad_key_stops_the_pass_and_tells_staff(status, reason, checkouts, django_capture_on_commit_callbacks):
+def test_a_rate_limit_or_a_bad_key_stops_the_pass_and_tells_staff(status, reason, recurrente_checkouts, django_capture_on_commit_callbacks):
     first, second = due_session(minutes_ago=10), due_session(minutes_ago=5)
-    checkouts[first.recurrente_checkout_id] = status
+    recurrente_checkouts[first.recurrente_checkout_id] = status
     report = run_pass(django_capture_on_commit_callbacks)
     assert reason in report.run.stopped_early
-    assert checkouts["_seen"] == [first.recurrente_checkout_id]  # the second was not asked
+    assert recurrente_checkouts["_seen"] == [first.recurrente_checkout_id]  # the second was not asked
     first.refresh_from_db()
     assert first.next_reconcile_at > timezone.now() and first.reconcile_checks == 0
     second.refresh_from_db()
@@ -277,7 +243,7 @@ def test_a_rate_limit_or_a_bad_key_stops_the_pass_and_tells_staff(status, reason
     assert StaffAlert.objects.filter(kind="reconcile_stopped").count() == 1
 
 
-def test_a_pass_that_died_mid_call_leaves_the_session_due_again_after_the_lease(checkouts, django_capture_on_commit_callbacks):
+def test_a_pass_that_died_mid_call_leaves_the_session_due_again_after_the_lease(recurrente_checkouts, django_capture_on_commit_callbacks):
     session = due_session()
     with freeze_time(timezone.now()):
         # The claim is taken, then the worker dies before it records anything.
@@ -289,13 +255,13 @@ def test_a_pass_that_died_mid_call_leaves_the_session_due_again_after_the_lease(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_payment_found_by_the_reconciler_and_a_webhook_at_once_is_recorded_once(checkouts, client):
+def test_a_payment_found_by_the_reconciler_and_a_webhook_at_once_is_recorded_once(recurrente_checkouts, client):
     """Both paths run at the same moment on PostgreSQL: one payment, one welcome, one receipt."""
     from webhooks import services as webhook_services
 
     site = SiteFactory()
     session = due_session(site=site, customer_email="maria.lopez@example.com")
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     payment_id = f"pa_{session.recurrente_checkout_id[3:]}"
     body = json.dumps(payment_event(session=session, payment_id=payment_id)).encode()
     from webhooks.signing import signed_headers
@@ -442,9 +408,9 @@ def test_cancelled_subscriptions_are_not_asked_about(subscriptions_api, django_c
 
 # --- The command, the success page's nudge, and flows with no webhook at all ---------------------
 
-def test_the_command_runs_one_pass_and_prints_what_it_found(checkouts):
+def test_the_command_runs_one_pass_and_prints_what_it_found(recurrente_checkouts):
     session = due_session()
-    checkouts[session.recurrente_checkout_id] = "paid"
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     out = StringIO()
     call_command("reconcile_recurrente", stdout=out)
     text = out.getvalue()
@@ -454,21 +420,21 @@ def test_the_command_runs_one_pass_and_prints_what_it_found(checkouts):
     assert ReconcileRun.objects.get().payments_found == 1
 
 
-def test_the_success_page_asks_recurrente_at_most_every_15_seconds(checkouts, client):
+def test_the_success_page_asks_recurrente_at_most_every_15_seconds(recurrente_checkouts, client):
     session = due_session()
     CheckoutSession.objects.filter(pk=session.pk).update(next_reconcile_at=timezone.now() + timedelta(minutes=3))
     url = f"/checkout/success/status/?session={session.pk}"
     assert client.get(url).json() == {"state": "confirming"}
     assert client.get(url).json() == {"state": "confirming"}
-    assert checkouts["_seen"] == [session.recurrente_checkout_id]
-    checkouts[session.recurrente_checkout_id] = "paid"
+    assert recurrente_checkouts["_seen"] == [session.recurrente_checkout_id]
+    recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     with freeze_time(timezone.now() + timedelta(seconds=16)):
         client.get(url)  # asks Recurrente in the background (inline here); the next poll shows the answer
         assert client.get(url).json() == {"state": "confirmed"}
-    assert len(checkouts["_seen"]) == 2
+    assert len(recurrente_checkouts["_seen"]) == 2
 
 
-def test_the_success_page_still_answers_when_the_broker_is_down(checkouts, client, monkeypatch):
+def test_the_success_page_still_answers_when_the_broker_is_down(recurrente_checkouts, client, monkeypatch):
     from checkout import tasks
 
     def broker_down(*args, **kwargs):

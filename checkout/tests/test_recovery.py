@@ -7,7 +7,6 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
-import responses as responses_lib
 from celery.exceptions import Retry
 from django.core import mail
 from django.utils import timezone
@@ -17,9 +16,7 @@ from checkout.models import CheckoutSession, Payment
 from checkout.services import reconcile, recovery
 from checkout.services.payments import PaymentConfirmation, payment_confirmed_record
 from checkout.tasks import check_abandoned_carts
-from checkout.tests.conftest import API
 from checkout.tests.factories import CheckoutSessionFactory
-from checkout.tests.fixtures import recurrente_fixture
 from customers.tests.factories import CustomerFactory
 from sites.models import Site
 from sites.tests.factories import SiteFactory
@@ -29,34 +26,6 @@ from webmagic.tasks import send_email
 pytestmark = pytest.mark.django_db
 
 CODE = re.compile(r"^SAVE10-[ABCDEFGHJKLMNPQRSTUVWXYZ23456789]{10}$")
-
-
-@pytest.fixture
-def recurrente_checkouts(recurrente_api):
-    """GET /checkouts/{id}: "unpaid" unless a test says otherwise (a status, or an HTTP error code)."""
-    answers: dict[str, object] = {}
-    seen: list[str] = []
-
-    def get(request):
-        checkout_id = request.url.rsplit("/", 1)[1]
-        seen.append(checkout_id)
-        answer = answers.get(checkout_id, "unpaid")
-        if isinstance(answer, int):
-            return answer, {}, json.dumps({"message": "error"})
-        if answer == "paid":
-            body = recurrente_fixture("api/get_checkout.paid.response.json")
-            body["payment"]["id"] = f"pa_{checkout_id[3:]}"
-        else:
-            body = recurrente_fixture("api/get_checkout.unpaid.response.json")
-            body["status"] = answer
-        body["id"] = checkout_id
-        return 200, {}, json.dumps(body)
-
-    recurrente_api.add_callback(
-        responses_lib.GET, re.compile(rf"{re.escape(API)}/checkouts/\w+"), callback=get, content_type="application/json"
-    )
-    answers["_seen"] = seen
-    return answers
 
 
 def open_session(*, minutes_ago=20, **kwargs) -> CheckoutSession:
