@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .emails import email_alert_staff, email_render
+from .emails import email_alert_staff, email_deliver, email_mark_failed
 from .models import EmailLog, Heartbeat, StaffAlert
 
 logger = logging.getLogger(__name__)
@@ -166,25 +166,19 @@ def _email_direct(*, alert: StaffAlert) -> tuple[bool, str]:
         return False, "email: no ADMINS configured"
     sent, failed = [], []
     for _name, address in settings.ADMINS:
+        # Claimed (`sending`) from the start, so the queue's task and sweep never touch it; the
+        # one send path (email_deliver) renders, sends and records the provider's id.
         log = EmailLog.objects.create(
             kind=EmailLog.Kind.STAFF_ALERT, to_email=address, subject=(EMAIL_SUBJECT_PREFIX + alert.subject)[:255],
             context={"body": alert.body}, status=EmailLog.Status.SENDING, dedupe_key=f"alert:{alert.kind}:{alert.pk}:{address}",
         )
         try:
-            message = email_render(log)
-            message.send()
+            email_deliver(log)
         except Exception as exc:
-            EmailLog.objects.filter(pk=log.pk).update(
-                status=EmailLog.Status.FAILED, attempts=1, error=f"{type(exc).__name__}: {exc}"[:2000], updated_at=timezone.now(),
-            )
+            email_mark_failed(log.pk, f"{type(exc).__name__}: {exc}")
             logger.error("staff alert %s: direct email %s failed (%s)", alert.pk, log.pk, type(exc).__name__)
             failed.append(log.pk)
             continue
-        status = getattr(message, "anymail_status", None)
-        EmailLog.objects.filter(pk=log.pk).update(
-            status=EmailLog.Status.SENT, attempts=1, sent_at=timezone.now(), error="", updated_at=timezone.now(),
-            provider_message_id=(getattr(status, "message_id", None) or "")[:255],
-        )
         sent.append(log.pk)
     note = f"email: sent directly to {len(sent)} admin(s)"
     if failed:
