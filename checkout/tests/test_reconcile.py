@@ -2,6 +2,7 @@
 recorded through the webhook's own path, faults that leave everything as it was, live
 subscriptions read daily, and whole flows completing with no webhook at all."""
 
+import importlib
 import json
 import re
 import threading
@@ -11,6 +12,7 @@ from io import StringIO
 import pytest
 import requests
 import responses as responses_lib
+from django.apps import apps
 from django.core import mail
 from django.core.management import call_command
 from django.db import connection
@@ -493,3 +495,34 @@ def test_with_no_webhook_and_no_returning_buyer_one_reconcile_pass_completes_the
         report = run_pass(django_capture_on_commit_callbacks)
     assert report.run.payments_found == 1
     assert Site.objects.get(pk=site.pk).status == Site.Status.OWNED
+
+
+# --- The schedule and the rows that existed before reconciliation ---------------------------------
+
+def test_the_reconciler_runs_every_5_minutes_from_a_row_staff_can_edit(beat_schedule):
+    task = beat_schedule.get(task="checkout.tasks.reconcile_recurrente")
+    assert (task.interval.every, task.interval.period, task.enabled) == (5, "minutes", True)
+    assert task.expire_seconds == 300  # a tick that waited longer is covered by the next one
+    task.enabled = False
+    task.save()
+    migration = importlib.import_module("checkout.migrations.0007_reconcile_periodic_task")
+    migration.forwards(apps, connection.schema_editor())  # re-running never duplicates or re-enables it
+    assert beat_schedule.filter(task="checkout.tasks.reconcile_recurrente").count() == 1
+    assert not beat_schedule.get(task="checkout.tasks.reconcile_recurrente").enabled
+
+
+def test_open_checkouts_and_refunds_from_before_reconciliation_are_picked_up():
+    from checkout.models import Refund
+    from checkout.tests.factories import PaymentFactory
+
+    migration = importlib.import_module("checkout.migrations.0007_reconcile_periodic_task")
+    open_one = CheckoutSessionFactory()  # next_reconcile_at empty, as every session had before
+    closed = CheckoutSessionFactory(status=CheckoutSession.Status.COMPLETED)
+    pending = PaymentFactory(status=Payment.Status.REFUND_PENDING, recurrente_refund_id="re_old0001")
+    migration.forwards(apps, connection.schema_editor())
+    open_one.refresh_from_db()
+    closed.refresh_from_db()
+    assert open_one.next_reconcile_at is not None and closed.next_reconcile_at is None
+    refund = Refund.objects.get()
+    assert (refund.recurrente_refund_id, refund.payment, refund.status) == ("re_old0001", pending, Refund.Status.PENDING)
+    assert refund.next_check_at is not None  # polled until final
