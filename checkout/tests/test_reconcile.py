@@ -526,3 +526,11 @@ def test_open_checkouts_and_refunds_from_before_reconciliation_are_picked_up():
     refund = Refund.objects.get()
     assert (refund.recurrente_refund_id, refund.payment, refund.status) == ("re_old0001", pending, Refund.Status.PENDING)
     assert refund.next_check_at is not None  # polled until final
+
+
+def test_the_hosting_return_is_for_the_sites_owner_only(client):
+    site = SiteFactory(status=Site.Status.OWNED, owner=CustomerFactory())
+    client.force_login(CustomerFactory())
+    assert client.get(f"/portal/sites/{site.slug}/hosting/returned/").status_code == 404
+    client.logout()
+    assert client.get(f"/portal/sites/{site.slug}/hosting/returned/").status_code == 302  # to login
