@@ -5,7 +5,6 @@ subscriptions read daily, and whole flows completing with no webhook at all."""
 import importlib
 import json
 import re
-import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -31,6 +30,7 @@ from sites.tests.factories import SiteFactory
 from webhooks.models import WebhookEvent
 from webhooks.tests.helpers import payment_event, post_event, subscription_event
 from webmagic.models import EmailLog, StaffAlert
+from webmagic.tests.concurrency import run_together
 
 from .conftest import API
 
@@ -272,27 +272,10 @@ def test_a_payment_found_by_the_reconciler_and_a_webhook_at_once_is_recorded_onc
     stored = webhook_services.webhook_delivery_accept(
         headers=signed_headers(secret=TEST_SECRET, msg_id="msg_race", body=body), body=body,
     )
-    barrier = threading.Barrier(2)
-    errors = []
-
-    def run(work):
-        try:
-            barrier.wait(timeout=10)
-            work()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [
-        threading.Thread(target=run, args=(lambda: reconcile.checkout_session_reconcile(session_id=session.pk),)),
-        threading.Thread(target=run, args=(lambda: webhook_services.webhook_event_process(event_id=stored.event_id),)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    run_together([
+        lambda: reconcile.checkout_session_reconcile(session_id=session.pk),
+        lambda: webhook_services.webhook_event_process(event_id=stored.event_id),
+    ])
     assert Payment.objects.filter(recurrente_payment_id=payment_id).count() == 1
     assert EmailLog.objects.filter(kind=EmailLog.Kind.RECEIPT).count() == 1
     assert EmailLog.objects.filter(kind=EmailLog.Kind.WELCOME).count() == 1

@@ -29,6 +29,7 @@ from checkout.tests.fixtures import recurrente_fixture
 from customers.tests.factories import CustomerFactory
 from sites.tests.factories import SiteFactory
 from webmagic.models import EmailLog
+from webmagic.tests.concurrency import run_together
 
 from .conftest import API
 
@@ -404,31 +405,6 @@ def test_recording_the_same_refund_twice_emails_the_customer_once(staff_client, 
 
 
 # --- 8. two staff at once (PostgreSQL) ------------------------------------------------------------
-
-def run_together(jobs):
-    """Start every job at the same moment, each on its own thread and database connection."""
-    from django.db import connection
-
-    barrier = threading.Barrier(len(jobs))
-    results, errors = [None] * len(jobs), []
-
-    def worker(index, job):
-        try:
-            barrier.wait()
-            results[index] = job()
-        except Exception as exc:  # surfaced below: a thread must not fail silently
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
-
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)

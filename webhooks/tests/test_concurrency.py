@@ -1,11 +1,9 @@
 """Races that only a real database with row locks can show (PostgreSQL)."""
 
-import threading
 from collections import Counter
 
 import pytest
 from django.core import mail
-from django.db import connection
 from django.test import Client
 
 from checkout.models import Payment
@@ -16,33 +14,11 @@ from sites.tests.factories import SiteFactory
 from webhooks import handlers, services
 from webhooks.models import WebhookEvent
 from webmagic.models import EmailLog
+from webmagic.tests.concurrency import run_together
 
 from .helpers import event_body, payment_event, post_event
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_together(jobs):
-    """Start every job at the same moment, each on its own thread and database connection."""
-    barrier = threading.Barrier(len(jobs))
-    results, errors = [None] * len(jobs), []
-
-    def worker(index, job):
-        try:
-            barrier.wait()
-            results[index] = job()
-        except Exception as exc:  # surfaced below: a thread must not fail silently
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 def deliver_job(payload, msg_id, body=None):
