@@ -220,7 +220,7 @@ def refund_event_record(*, data: dict) -> str:
     retry loop: there is nothing a retry could learn). Raises PayloadError without a re_ id."""
     state = refund_state_from(data)
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().filter(recurrente_refund_id=state.refund_id).first()
+        refund, payment = _refund_and_payment_lock(refund_id=state.refund_id)
         if refund is None:
             refund = _refund_row(state=state, payment=None, source=Refund.Source.WEBHOOK, requested_by=None)
             _refund_state_apply(refund=refund, payment=None, state=state, now_poll=not state.status)
@@ -234,9 +234,8 @@ def refund_event_record(*, data: dict) -> str:
                 dedupe_key=f"refund-unmatched:{state.refund_id}",
             )
             return Outcome.UNMATCHED
-        if refund.payment_id is None:
+        if payment is None:
             return Outcome.DUPLICATE
-        payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id)
         changed = _refund_state_apply(refund=refund, payment=payment, state=state, now_poll=not state.status)
     return Outcome.RECORDED if changed else Outcome.DUPLICATE
 
@@ -274,8 +273,7 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
             )
             continue
         with transaction.atomic():
-            refund = Refund.objects.select_for_update().get(pk=refund_pk)
-            payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id) if refund.payment_id else None
+            refund, payment = _refund_and_payment_lock(refund_id=refund_id)
             before = refund.status
             _refund_state_apply(refund=refund, payment=payment, state=state, now=now)
             if refund.status != before:
@@ -284,6 +282,19 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
 
 
 # --- The one place a refund's state changes ------------------------------------------------------
+
+def _refund_and_payment_lock(*, refund_id: str) -> tuple[Refund | None, Payment | None]:
+    """Lock a refund and its payment in the order every refund path uses, payment first (staff
+    requests and dashboard records start from the payment), so a poll, an event and a staff action
+    on one refund wait for each other instead of deadlocking."""
+    payment_id = Refund.objects.filter(recurrente_refund_id=refund_id).values_list("payment_id", flat=True).first()
+    payment = Payment.objects.select_for_update().select_related("site").get(pk=payment_id) if payment_id else None
+    refund = Refund.objects.select_for_update().filter(recurrente_refund_id=refund_id).first()
+    if refund is not None and refund.payment_id != payment_id:
+        # Linked to a payment by staff between the two reads (only ever from none): lock it too.
+        payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id)
+    return refund, payment
+
 
 def _refund_row(*, state: RefundState, payment: Payment | None, source: str, requested_by) -> Refund:
     if payment is not None and Refund.objects.filter(payment=payment, status__in=["pending", "succeeded"]).exclude(
