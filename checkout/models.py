@@ -54,7 +54,7 @@ class CheckoutSession(UUIDModel):
     # Reconciliation (checkout/services/reconcile.py): Recurrente is asked about an open checkout on
     # a back-off schedule until it is paid or can no longer be paid; null means "not to be asked".
     next_reconcile_at = models.DateTimeField(null=True, blank=True)
-    reconcile_checks = models.PositiveSmallIntegerField(default=0)
+    reconcile_checks = models.PositiveIntegerField(default=0)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
 
     # Recovery: the reminder is claimed (reminder_sent_at set) before the email goes out.
@@ -188,6 +188,13 @@ class Payment(TimeStampedModel):
     card_last4 = models.CharField(max_length=4, blank=True)
     paid_at = models.DateTimeField()
     refunded_at = models.DateTimeField(null=True, blank=True)
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "A webhook"
+        RECONCILIATION = "reconciliation", "Reconciliation (asked Recurrente)"
+
+    # How we learnt of it: a payment only reconciliation found, with no webhook after it, means
+    # webhooks are not reaching us (an alert rule in webhooks/alerts.py).
+    recorded_from = models.CharField(max_length=16, choices=Source.choices, default=Source.WEBHOOK)
     # The re_… id of the refund in force (pending or succeeded); its history is in `refunds`.
     recurrente_refund_id = models.CharField(max_length=64, blank=True)
 
@@ -237,7 +244,7 @@ class Refund(TimeStampedModel):
     finalized_at = models.DateTimeField(null=True, blank=True)
     # Pending refunds are polled with GET /refunds/{id} on a back-off schedule.
     next_check_at = models.DateTimeField(null=True, blank=True)
-    checks = models.PositiveSmallIntegerField(default=0)
+    checks = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:

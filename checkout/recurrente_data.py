@@ -6,7 +6,7 @@ a failed event or a "try later"), never an AttributeError deep in a service. Web
 the reconciler both use these functions, so a payment reads the same whichever way it reached us.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -95,7 +95,7 @@ def payment_confirmation_from_checkout(checkout: dict) -> PaymentConfirmation:
     checkout answer is what those events carry at `checkout`, and its payment and latest intent
     stand where the events put theirs."""
     intent = as_dict(checkout.get("latest_intent"))
-    return payment_confirmation_from_event({
+    confirmation = payment_confirmation_from_event({
         "id": intent.get("id"),
         "checkout": checkout,
         "payment": as_dict(checkout.get("payment")),
@@ -103,6 +103,7 @@ def payment_confirmation_from_checkout(checkout: dict) -> PaymentConfirmation:
         "currency": checkout.get("currency"),
         "created_at": intent.get("created_at"),
     })
+    return replace(confirmation, source="reconciliation")
 
 
 # Recurrente's checkout statuses (GET /checkouts/{id}) and what they leave open.

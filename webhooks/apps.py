@@ -8,10 +8,11 @@ class WebhooksConfig(AppConfig):
     def ready(self):
         from webmagic.alerts import alert_rule_register
 
-        from .alerts import alert_failed_webhooks
+        from .alerts import alert_failed_webhooks, alert_payments_without_webhook
         from .rejections import alert_rejected_deliveries, alert_rejections_without_accepted
 
         # Registered here so the base app (webmagic) never imports webhooks.
         alert_rule_register(alert_failed_webhooks)
+        alert_rule_register(alert_payments_without_webhook)
         alert_rule_register(alert_rejected_deliveries)
         alert_rule_register(alert_rejections_without_accepted)

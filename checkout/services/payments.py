@@ -62,6 +62,7 @@ class PaymentConfirmation:
     customer_id: str = ""
     metadata_session_id: str = ""  # checkout.metadata.checkout_session_id: a cross-check only
     paid_at: datetime | None = None
+    source: str = "webhook"  # Payment.Source: how we learnt of it
 
 
 def payment_confirmed_record(*, confirmation: PaymentConfirmation) -> Outcome:
@@ -281,6 +282,7 @@ def payment_row_create(
                 amount=from_cents(confirmation.amount_cents), currency=confirmation.currency.upper()[:3],
                 flag=flag, flag_note=flag_note[:500], payment_method=confirmation.method[:32],
                 card_last4=confirmation.card_last4[:4], paid_at=confirmation.paid_at or timezone.now(),
+                recorded_from=confirmation.source,
             )
     except IntegrityError:
         if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():

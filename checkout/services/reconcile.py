@@ -102,9 +102,10 @@ def checkout_answer_apply(*, session: CheckoutSession, answer: dict) -> CheckRes
         outcome = payments.payment_confirmed_record(confirmation=confirmation)
         if outcome == payments.Outcome.DUPLICATE:
             return CheckResult.ALREADY_RECORDED
+        # Whether a webhook follows is judged a little later (webhooks.alerts): right after the
+        # buyer pays, the success page's look often simply beats the webhook home.
         logger.warning("session %s: checkout %s was paid (%s) and no webhook had recorded it; recorded as %s",
                        session.pk, session.recurrente_checkout_id, confirmation.payment_id, outcome)
-        _webhooks_missed_alert(session=session, payment_id=confirmation.payment_id, outcome=outcome)
         return CheckResult.PAID
     if status == "payment_in_progress":
         payments.checkout_payment_in_progress_record(checkout_id=session.recurrente_checkout_id)
@@ -148,7 +149,7 @@ def checkout_session_reconcile(*, session_id, now: datetime | None = None, nudge
         _schedule(session=session, now=now, next_at=now + ERROR_RETRY, counted=False)
         raise PassStopped("Recurrente refused our API key (HTTP 401): check RECURRENTE_SECRET_KEY") from exc
     except RecurrenteUnavailable as exc:
-        _schedule(session=session, now=now, next_at=now + ERROR_RETRY, counted=False)
+        _schedule(session=session, now=now, next_at=_retry_at(session=session, now=now), counted=False)
         if exc.status == 429:
             raise PassStopped("Recurrente asked us to slow down (HTTP 429)") from exc
         logger.warning("session %s: could not ask about checkout %s (%s); asking again later", session.pk,
@@ -157,7 +158,7 @@ def checkout_session_reconcile(*, session_id, now: datetime | None = None, nudge
     except (RecurrenteError, ValueError) as exc:
         logger.warning("session %s: asking about checkout %s failed (%s); asking again later", session.pk,
                        session.recurrente_checkout_id, type(exc).__name__)
-        _schedule(session=session, now=now, next_at=now + ERROR_RETRY, counted=False)
+        _schedule(session=session, now=now, next_at=_retry_at(session=session, now=now), counted=False)
         return CheckResult.ERROR
     try:
         result = checkout_answer_apply(session=session, answer=answer)
@@ -169,11 +170,11 @@ def checkout_session_reconcile(*, session_id, now: datetime | None = None, nudge
         result = CheckResult.ERROR
     if result in (CheckResult.PAID, CheckResult.ALREADY_RECORDED, CheckResult.EXPIRED):
         next_at = None  # nothing more can happen to this checkout
-    elif result == CheckResult.ERROR:
-        next_at = now + ERROR_RETRY
     else:
-        session.refresh_from_db(fields=["payment_in_progress_at", "checkout_created_at", "created_at", "reconcile_checks"])
+        session.refresh_from_db(fields=["payment_in_progress_at", "checkout_created_at", "created_at"])
         next_at = checkout_next_check(session=session, now=now)
+        if result == CheckResult.ERROR and next_at is not None:
+            next_at = min(next_at, now + ERROR_RETRY)  # soon, but never past the checkout's end
     _schedule(session=session, now=now, next_at=next_at)
     return result
 
@@ -194,27 +195,18 @@ def checkout_next_check(*, session: CheckoutSession, now: datetime) -> datetime 
     return min(now + EVERY_AFTER, ends)
 
 
+def _retry_at(*, session: CheckoutSession, now: datetime) -> datetime | None:
+    """After a failed call: again in a few minutes, but never past the checkout's last look
+    (a checkout Recurrente keeps failing on must not be asked about forever)."""
+    next_at = checkout_next_check(session=session, now=now)
+    return None if next_at is None else min(next_at, now + ERROR_RETRY)
+
+
 def _schedule(*, session: CheckoutSession, now: datetime, next_at: datetime | None, counted: bool = True) -> None:
     changes = {"next_reconcile_at": next_at, "updated_at": now}
     if counted:
         changes["reconcile_checks"] = F("reconcile_checks") + 1
     CheckoutSession.objects.filter(pk=session.pk).update(**changes)
-
-
-def _webhooks_missed_alert(*, session: CheckoutSession, payment_id: str, outcome: str) -> None:
-    from webmagic.alerts import alert_raise
-
-    alert_raise(
-        kind="webhooks_missed",
-        subject="A payment was found by reconciliation, not by a webhook: webhooks look broken",
-        body=(
-            f"Recurrente reports checkout {session.recurrente_checkout_id} (session {session.pk}, site {session.site_id}) "
-            f"paid as {payment_id}, and no webhook had recorded it. It is now recorded ({outcome}) and the customer was "
-            "emailed as usual.\nIf this deployment uses live keys, Recurrente's webhooks are not reaching us: see the "
-            "payments health page (rejected deliveries, last accepted delivery) and Recurrente's webhook settings. "
-            "On test keys, which may send no webhooks at all, this is expected."
-        ),
-    )
 
 
 def checkout_reconcile_soon(*, session: CheckoutSession) -> bool:
@@ -331,7 +323,15 @@ def reconcile_pass(
             if time.monotonic() > stop_at:
                 run.stopped_early = "time budget used up"
                 break
-            result = checkout_session_reconcile(session_id=session_id, now=now)
+            try:
+                result = checkout_session_reconcile(session_id=session_id, now=now)
+            except PassStopped:
+                raise
+            except Exception:
+                # Nothing about one session may stop the others (or the subscriptions and refunds
+                # after them); its claim lease makes it due again in a few minutes.
+                logger.exception("session %s: reconciling failed; asking again later", session_id)
+                result = CheckResult.ERROR
             if result == CheckResult.NOT_DUE:
                 continue
             run.checkouts_checked += 1

@@ -272,12 +272,21 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
                 updated_at=now,
             )
             continue
-        with transaction.atomic():
-            refund, payment = _refund_and_payment_lock(refund_id=refund_id)
-            before = refund.status
-            _refund_state_apply(refund=refund, payment=payment, state=state, now=now)
-            if refund.status != before:
-                result.finalized.append(f"refund {refund_id}: {before} → {refund.status}")
+        try:
+            with transaction.atomic():
+                refund, payment = _refund_and_payment_lock(refund_id=refund_id)
+                before = refund.status
+                _refund_state_apply(refund=refund, payment=payment, state=state, now=now)
+        except Exception as exc:
+            # One refund we cannot apply must not stop the others (or the rest of the pass).
+            result.errors += 1
+            logger.exception("refund %s: applying Recurrente's answer failed; asking later", refund_id)
+            Refund.objects.filter(pk=refund_pk, status="pending").update(
+                next_check_at=now + POLL_EVERY_AFTER, last_error=f"{type(exc).__name__}: {exc}"[:500], updated_at=now,
+            )
+            continue
+        if refund.status != before:
+            result.finalized.append(f"refund {refund_id}: {before} → {refund.status}")
     return result
 
 
