@@ -90,13 +90,24 @@ def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResul
             state = refund_state_from(answer)
         except PayloadError:
             return _refund_untracked(payment=payment, answer_status=str(answer.get("status"))[:20], staff_user=staff_user)
-        with transaction.atomic():
-            payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
-            refund = _refund_row(
-                state=state, payment=payment, source=Refund.Source.STAFF_REQUEST, requested_by=staff_user,
-            )
-            # No status (the shape is unverified) is not proof the money went back: poll it.
-            _refund_state_apply(refund=refund, payment=payment, state=state)
+        # Logged before anything can fail: from here on the re_ id is the only link to money that
+        # may already be on its way back.
+        logger.info("payment %s: Recurrente accepted refund %s (%s)", payment.pk, state.refund_id, state.status or "no status")
+        try:
+            with transaction.atomic():
+                payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment.pk)
+                refund = _refund_row(
+                    state=state, payment=payment, source=Refund.Source.STAFF_REQUEST, requested_by=staff_user,
+                )
+                # No status (the shape is unverified) is not proof the money went back: poll it.
+                _refund_state_apply(refund=refund, payment=payment, state=state, news=True)
+        except Exception as exc:
+            _refund_unrecorded(payment=payment, state=state, error=exc)
+            raise RefundFailed(
+                f"Recurrente accepted refund {state.refund_id} ({state.status or 'no status'}) of "
+                f"{payment.recurrente_payment_id}, but recording it failed ({type(exc).__name__}: {exc}). Record it "
+                "with Refunds → Record a dashboard refund; do not refund again."
+            ) from exc
         logger.info("payment %s: refund %s requested by staff %s, answer %s", payment.pk, refund.recurrente_refund_id,
                     getattr(staff_user, "pk", None), state.status or "(no status)")
         return RefundRequestResult(refund=refund, payment=payment)
@@ -148,7 +159,7 @@ def _refund_untracked(*, payment: Payment, answer_status: str, staff_user) -> Re
     """Recurrente accepted (2xx) but its answer has no re_ id: the money may be on its way back and
     nothing can be polled. The payment waits for staff to record the refund from the dashboard."""
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment.pk)
         if payment.status == Payment.Status.SUCCEEDED:
             payment.status = Payment.Status.REFUND_PENDING
             payment.flag_note = _note(payment, "refund accepted by Recurrente without a refund id; record it from the dashboard")
@@ -162,6 +173,18 @@ def _refund_untracked(*, payment: Payment, answer_status: str, staff_user) -> Re
         )
     logger.error("payment %s: refund accepted without a refund id (staff %s)", payment.pk, getattr(staff_user, "pk", None))
     return RefundRequestResult(refund=None, payment=payment)
+
+
+def _refund_unrecorded(*, payment: Payment, state: RefundState, error: Exception) -> None:
+    """Recurrente accepted a refund our records could not take: tell staff its re_ id."""
+    logger.exception("payment %s: refund %s was accepted by Recurrente but could not be recorded", payment.pk, state.refund_id)
+    email_alert_staff(
+        subject=f"Refund {state.refund_id} of {payment.recurrente_payment_id} accepted but not recorded",
+        body=(f"Recurrente accepted refund {state.refund_id} ({state.status or 'no status'}) of payment "
+              f"{payment.recurrente_payment_id}, but recording it failed ({type(error).__name__}). Record it in admin "
+              "(Refunds → Record a dashboard refund) so the payment and the customer are updated; do not refund again."),
+        dedupe_key=f"refund-unrecorded:{state.refund_id}",
+    )
 
 
 def _refundable_or_raise(payment: Payment) -> None:
@@ -199,15 +222,18 @@ def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user)
     if state.refund_id != refund_id:
         raise RefundFailed(f"Recurrente answered about {state.refund_id} when asked for {refund_id}; nothing was recorded.")
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("site").get(pk=payment.pk)
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment.pk)
         refund = Refund.objects.select_for_update().filter(recurrente_refund_id=refund_id).first()
+        linked = refund is None or refund.payment_id is None
         if refund is None:
             refund = _refund_row(state=state, payment=payment, source=Refund.Source.DASHBOARD, requested_by=staff_user)
         elif refund.payment_id is None:
             refund.payment = payment
             refund.requested_by = refund.requested_by or staff_user
             refund.save(update_fields=["payment", "requested_by", "updated_at"])
-        _refund_state_apply(refund=refund, payment=payment, state=state)
+        # Staff say which payment this refund is: that is news for the payment even when the
+        # refund itself was already final (an unmatched row a webhook left).
+        _refund_state_apply(refund=refund, payment=payment, state=state, news=linked)
     logger.info("refund %s recorded for payment %s by staff %s (%s)", refund_id, payment.pk,
                 getattr(staff_user, "pk", None), refund.status)
     return refund
@@ -223,6 +249,12 @@ def refund_event_record(*, data: dict) -> str:
         refund, payment = _refund_and_payment_lock(refund_id=state.refund_id)
         if refund is None:
             refund = _refund_row(state=state, payment=None, source=Refund.Source.WEBHOOK, requested_by=None)
+            if refund.payment_id is not None:
+                # Staff's request for this very refund committed while we inserted: it is matched
+                # after all (its transaction is over, so locking its payment now cannot deadlock).
+                payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=refund.payment_id)
+                changed = _refund_state_apply(refund=refund, payment=payment, state=state, now_poll=not state.status)
+                return Outcome.RECORDED if changed else Outcome.DUPLICATE
             _refund_state_apply(refund=refund, payment=None, state=state, now_poll=not state.status)
             logger.warning("refund %s reported by webhook matches no refund of ours; kept for staff", state.refund_id)
             email_alert_staff(
@@ -297,11 +329,11 @@ def _refund_and_payment_lock(*, refund_id: str) -> tuple[Refund | None, Payment 
     requests and dashboard records start from the payment), so a poll, an event and a staff action
     on one refund wait for each other instead of deadlocking."""
     payment_id = Refund.objects.filter(recurrente_refund_id=refund_id).values_list("payment_id", flat=True).first()
-    payment = Payment.objects.select_for_update().select_related("site").get(pk=payment_id) if payment_id else None
+    payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment_id) if payment_id else None
     refund = Refund.objects.select_for_update().filter(recurrente_refund_id=refund_id).first()
     if refund is not None and refund.payment_id != payment_id:
         # Linked to a payment by staff between the two reads (only ever from none): lock it too.
-        payment = Payment.objects.select_for_update().select_related("site").get(pk=refund.payment_id)
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=refund.payment_id)
     return refund, payment
 
 
@@ -328,9 +360,11 @@ def _refund_row(*, state: RefundState, payment: Payment | None, source: str, req
 
 
 def _refund_state_apply(*, refund: Refund, payment: Payment | None, state: RefundState, now: datetime | None = None,
-                        now_poll: bool = False) -> bool:
+                        now_poll: bool = False, news: bool = False) -> bool:
     """With the payment (if any) and the refund locked: take Recurrente's word for the refund's
-    state and give the payment the effects. Final states stay final. True if anything changed."""
+    state and give the payment the effects. Final states stay final. `news`: the refund is new
+    to this payment (just requested or just linked by staff), so even an already-final state has
+    effects. True if anything changed."""
     now = now or timezone.now()
     fields = {"checks", "last_error", "updated_at"}
     refund.checks += 1
@@ -360,7 +394,7 @@ def _refund_state_apply(*, refund: Refund, payment: Payment | None, state: Refun
         fields.add("next_check_at")
     refund.save(update_fields=sorted(fields))
     if payment is not None:
-        changed = _payment_follow_refund(payment=payment, refund=refund, now=now) or changed
+        changed = _payment_follow_refund(payment=payment, refund=refund, now=now, news=changed or news) or changed
     return changed
 
 
@@ -373,7 +407,10 @@ def _next_check(*, refund: Refund, now: datetime) -> datetime:
     return now + POLL_EVERY_AFTER
 
 
-def _payment_follow_refund(*, payment: Payment, refund: Refund, now: datetime) -> bool:
+def _payment_follow_refund(*, payment: Payment, refund: Refund, now: datetime, news: bool) -> bool:
+    """The payment's side of a refund's state. Safe to repeat (every email has a dedupe key); a
+    failed refund acts only as news and only on the payment it holds, so a late or replayed
+    answer about an old refund never reopens a payment that a newer refund is in flight for."""
     re_id = refund.recurrente_refund_id
     if refund.status == Refund.Status.SUCCEEDED:
         if payment.status == Payment.Status.REFUNDED:
@@ -393,6 +430,8 @@ def _payment_follow_refund(*, payment: Payment, refund: Refund, now: datetime) -
         payment.save(update_fields=["status", "recurrente_refund_id", "updated_at"])
         return True
     # failed / voided: the money stays with us; the payment can be refunded again.
+    if not news:
+        return False
     if payment.status == Payment.Status.REFUND_PENDING and payment.recurrente_refund_id in ("", re_id):
         payment.status = Payment.Status.SUCCEEDED
         payment.recurrente_refund_id = ""
@@ -464,7 +503,7 @@ def payment_dispute_record(*, event_type: str, data: dict) -> str:
     refs = payment_references_of(data)
     dispute_id = str(data.get("id") or "")[:64]
     with transaction.atomic():
-        payments = Payment.objects.select_for_update().select_related("site")
+        payments = Payment.objects.select_for_update(of=("self",)).select_related("site")
         payment = None
         if refs["payment_id"]:
             payment = payments.filter(recurrente_payment_id=refs["payment_id"]).first()

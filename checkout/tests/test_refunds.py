@@ -480,3 +480,51 @@ def test_the_sandbox_refunds_at_once_and_sends_no_webhook(monkeypatch, django_ca
         assert refused.value.status == 422
     assert SandboxCheckout.objects.get(pk=checkout.pk).refund_id == refund.recurrente_refund_id
     assert sent == [] and delivered == []
+
+
+# --- Races and late news (found in review) --------------------------------------------------------
+
+def test_a_late_answer_about_an_old_failed_refund_does_not_reopen_a_payment_with_a_newer_refund(
+    recurrente_api, payment, django_capture_on_commit_callbacks
+):
+    old = Refund.objects.create(recurrente_refund_id="re_oldfail1", payment=payment, status=Refund.Status.FAILED,
+                                source=Refund.Source.STAFF_REQUEST, currency="USD", finalized_at=timezone.now())
+    # A newer refund went through without an id (refund_pending, waiting for staff to record it).
+    Payment.objects.filter(pk=payment.pk).update(status=Payment.Status.REFUND_PENDING, recurrente_refund_id="")
+    alerts_before = len(staff_mails())
+    with django_capture_on_commit_callbacks(execute=True):
+        refunds.refund_event_record(data={"id": old.recurrente_refund_id, "status": "failed"})  # a replay
+    assert state(payment) == (Payment.Status.REFUND_PENDING, "")
+    assert len(staff_mails()) == alerts_before
+
+
+def test_a_refund_event_racing_the_staff_request_for_it_still_refunds_the_payment(
+    recurrente_api, payment, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The event's lookup ran before staff's row committed: its insert then meets that row, which
+    is already linked to the payment, and must be applied as matched."""
+    pending_refund(payment, RE_ID, next_check_at=timezone.now() + timedelta(minutes=2))
+    monkeypatch.setattr(refunds, "_refund_and_payment_lock", lambda *, refund_id: (None, None))
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = refunds.refund_event_record(data=got_refund(RE_ID, "succeeded"))
+    assert outcome == "recorded"
+    assert state(payment) == (Payment.Status.REFUNDED, RE_ID)
+    assert len(customer_mails()) == 1
+    assert not staff_mails("matches no payment")
+
+
+def test_a_refund_recurrente_accepted_but_we_could_not_record_names_its_id_to_staff(
+    staff_client, recurrente_api, payment, monkeypatch, django_capture_on_commit_callbacks
+):
+    recurrente_api.add(responses_lib.POST, f"{API}/refunds", json=refund_answer("succeeded"), status=201)
+
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(refunds, "_refund_state_apply", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        notes = act(staff_client, PAYMENTS, "refund", [payment.pk])
+    assert notes[0][0] == "error" and RE_ID in notes[0][1] and "do not refund again" in notes[0][1]
+    assert state(payment) == (Payment.Status.SUCCEEDED, "") and not Refund.objects.exists()  # rolled back
+    [alert] = staff_mails("accepted but not recorded")
+    assert RE_ID in alert.body
