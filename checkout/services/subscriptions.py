@@ -173,14 +173,17 @@ def subscription_refresh(*, subscription_id: str, event_at: datetime | None = No
     """`subscription.update` (and anything else that only says "something changed"), and the
     reconciler's daily look: read the state from Recurrente's API, outside any lock, and apply it
     like an event of that time. Without an event, the time is the subscription's `updated_at` at
-    Recurrente (its clock, like the events'), so an event older than that state never overwrites it,
-    and a newer one still applies."""
+    Recurrente (its clock, like the events'), or else when we asked, so an event older than that
+    state never overwrites it, and a newer one still applies."""
+    asked_at = timezone.now()
     try:
         details = recurrente_client().get_subscription(subscription_id)
     except RecurrenteNotFound:
         logger.warning("subscription %s: Recurrente does not know it; update ignored", subscription_id)
         return Outcome.UNKNOWN_SUBSCRIPTION
-    event_at = event_at or recurrente_time(details.get("updated_at"))
+    # Without `updated_at` (its shape is unverified) the answer is the state as of when we asked:
+    # an event older than that must not overwrite it, and one applied meanwhile must not be undone.
+    event_at = event_at or recurrente_time(details.get("updated_at")) or asked_at
     status = API_STATUSES.get(str(details.get("status", "")))
     if status is None:
         logger.warning("subscription %s: unknown status %r from Recurrente; ignored", subscription_id, str(details.get("status"))[:40])

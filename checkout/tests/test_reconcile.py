@@ -418,6 +418,24 @@ def test_reconciled_state_is_never_overwritten_by_older_news_but_newer_news_appl
     assert subscription.status == Subscription.Status.ACTIVE
 
 
+def test_without_updated_at_the_time_we_asked_protects_the_reconciled_state(
+    subscriptions_api, django_capture_on_commit_callbacks, client
+):
+    subscription = live_subscription(recurrente_subscription_id="su_9xk2p7qv", status=Subscription.Status.PAUSED)
+    Site.objects.filter(pk=subscription.site_id).update(status=Site.Status.SUSPENDED)
+    subscriptions_api["su_9xk2p7qv"] = {"status": "active", "updated_at": None}  # the field is unverified
+    run_pass(django_capture_on_commit_callbacks)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE and subscription.last_event_at is not None
+
+    older = subscription_event("subscription.pause.json", subscription_id="su_9xk2p7qv",
+                               created_at=(timezone.now() - timedelta(minutes=10)).isoformat())
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(client, older)
+    subscription.refresh_from_db()
+    assert subscription.status == Subscription.Status.ACTIVE  # news older than what we read
+
+
 def test_a_subscription_recurrente_cannot_answer_for_is_asked_again_soon_and_the_others_go_on(
     subscriptions_api, django_capture_on_commit_callbacks
 ):
