@@ -235,7 +235,7 @@ class RefundAdmin(admin.ModelAdmin):
     def check_now(self, request, queryset):
         pending = list(queryset.filter(status=Refund.Status.PENDING).values_list("pk", flat=True))
         Refund.objects.filter(pk__in=pending).update(next_check_at=timezone.now())
-        result = refunds.refunds_poll(limit=len(pending)) if pending else refunds.PollResult()
+        result = refunds.refunds_poll(limit=len(pending), only=pending) if pending else refunds.PollResult()
         self.message_user(request, f"Asked Recurrente about {result.checked} pending refund(s): {len(result.finalized)} "
                                    f"became final, {result.errors} could not be read (asked again later).", messages.INFO)
 

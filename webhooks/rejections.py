@@ -15,6 +15,13 @@ from webmagic.alerts import Alert
 from . import selectors
 from .models import WebhookRejection
 
+# What our own configuration (or Recurrente's) gets wrong. Requests without Svix headers or with
+# huge bodies are what any scanner on the internet sends: counted and shown, never alerted on, or
+# anyone could page staff every hour.
+ALERTING_REASONS = tuple(
+    reason for reason in WebhookRejection.Reason.values
+    if reason not in (WebhookRejection.Reason.MISSING_HEADERS, WebhookRejection.Reason.OVERSIZED_BODY)
+)
 REJECTIONS_MAX = 3
 REJECTIONS_WINDOW = timedelta(minutes=15)
 ACCEPTED_WINDOW = timedelta(hours=1)
@@ -29,8 +36,9 @@ WHAT_TO_DO = (
     "(filter: ignored).\n"
     "- stale_timestamp / future_timestamp: the server clock is off (check NTP); Svix signs with its send time "
     "and we accept 5 minutes either way.\n"
-    "- missing_headers / malformed_body / oversized_body: something in front of us (proxy, WAF) strips headers "
-    "or rewrites bodies, or the sender is not Recurrente.\n\n"
+    "- malformed_body: a signed body we cannot read; something in front of us (proxy, WAF) may rewrite bodies.\n"
+    "- missing_headers / oversized_body are counted (Webhook rejections in admin) but never alerted on: scanners "
+    "send them; many of them with no accepted delivery may mean a proxy strips the svix-* headers.\n\n"
     "Svix retries each refused delivery for about 28 hours and then gives up; after 5 days of failures it "
     "disables the endpoint (re-enable it in Recurrente's dashboard). Until fixed, payments those deliveries "
     "announce are applied only if reconciliation finds them. Counts per reason: Webhook rejections in admin."
@@ -49,7 +57,7 @@ def _breakdown(*, since: datetime) -> str:
 def alert_rejected_deliveries(*, now: datetime) -> Alert | None:
     """3 or more deliveries refused in the minute buckets of the last 15 minutes."""
     since = now - REJECTIONS_WINDOW
-    total = selectors.rejections_total(since=since)
+    total = selectors.rejections_total(since=since, reasons=ALERTING_REASONS)
     if total < REJECTIONS_MAX:
         return None
     return Alert(
@@ -68,7 +76,7 @@ def alert_rejections_without_accepted(*, now: datetime) -> Alert | None:
     """Deliveries were refused in the last hour and none was accepted in that hour: everything
     Recurrente sends may be failing, even at a rate under the 15-minute rule."""
     since = now - ACCEPTED_WINDOW
-    total = selectors.rejections_total(since=since)
+    total = selectors.rejections_total(since=since, reasons=ALERTING_REASONS)
     if not total:
         return None
     last = selectors.last_accepted_delivery()

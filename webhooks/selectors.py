@@ -1,5 +1,6 @@
 """Reads about webhook intake shared by alerts and the payments health page."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
@@ -21,9 +22,13 @@ def rejections_by_reason(*, since: datetime) -> dict[str, int]:
     return dict(rows)
 
 
-def rejections_total(*, since: datetime) -> int:
-    """All refused deliveries in the minute buckets starting at or after `since`."""
-    return WebhookRejection.objects.filter(bucket__gte=since).aggregate(total=Sum("count"))["total"] or 0
+def rejections_total(*, since: datetime, reasons: Iterable[str] | None = None) -> int:
+    """Refused deliveries (of the given reasons, or all) in the minute buckets starting at or
+    after `since`."""
+    rejections = WebhookRejection.objects.filter(bucket__gte=since)
+    if reasons is not None:
+        rejections = rejections.filter(reason__in=list(reasons))
+    return rejections.aggregate(total=Sum("count"))["total"] or 0
 
 
 def last_accepted_delivery() -> WebhookEvent | None:

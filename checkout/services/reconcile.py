@@ -300,13 +300,16 @@ class ReconcileReport:
         return lines
 
 
-def reconcile_due_sessions(*, now: datetime, limit: int) -> list:
+def reconcile_due_queryset(*, now: datetime):
     """Open checkouts whose next look is due, oldest first. `status IN (…)` and `IS NOT NULL` are
     the partial index's own predicate, so PostgreSQL reads only open sessions."""
-    return list(
-        CheckoutSession.objects.filter(status__in=OPEN_STATUSES, next_reconcile_at__isnull=False, next_reconcile_at__lte=now)
-        .order_by("next_reconcile_at").values_list("pk", flat=True)[:limit]
-    )
+    return CheckoutSession.objects.filter(
+        status__in=OPEN_STATUSES, next_reconcile_at__isnull=False, next_reconcile_at__lte=now
+    ).order_by("next_reconcile_at")
+
+
+def reconcile_due_sessions(*, now: datetime, limit: int) -> list:
+    return list(reconcile_due_queryset(now=now).values_list("pk", flat=True)[:limit])
 
 
 def reconcile_pass(
@@ -344,9 +347,8 @@ def reconcile_pass(
         if len(due) == checkout_batch or run.stopped_early:
             # What is still due (the ones looked at are no longer), counted up to a cap: reading
             # every due row of a large backlog would cost more than the figure is worth.
-            run.left_for_next_run = CheckoutSession.objects.filter(
-                status__in=OPEN_STATUSES, next_reconcile_at__isnull=False, next_reconcile_at__lte=now
-            ).order_by().values("pk")[:LEFT_COUNT_CAP].count()  # unordered: the model's ordering would walk created_at
+            # Unordered: an ordering would make PostgreSQL walk another index over the whole table.
+            run.left_for_next_run = reconcile_due_queryset(now=now).order_by().values("pk")[:LEFT_COUNT_CAP].count()
         checked, changed, errors = subscriptions_reconcile(now=now, limit=SUBSCRIPTION_BATCH, stop_at=stop_at, findings=findings)
         run.subscriptions_checked, run.subscriptions_changed, run.errors = checked, changed, run.errors + errors
         polled = refunds.refunds_poll(now=now, limit=REFUND_BATCH, stop_at=stop_at)

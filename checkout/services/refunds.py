@@ -279,15 +279,17 @@ class PollResult:
     errors: int = 0
 
 
-def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None) -> PollResult:
+def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None,
+                 only: list | None = None) -> PollResult:
     """Ask Recurrente about pending refunds whose check is due (`stop_at`: a time.monotonic()
-    deadline). A failed call leaves the refund for a later pass; the others go on."""
+    deadline; `only`: these refund pks, for staff's "check now"). A failed call leaves the refund
+    for a later pass; the others go on."""
     now = now or timezone.now()
     result = PollResult()
-    due = list(
-        Refund.objects.filter(status="pending", next_check_at__lte=now).order_by("next_check_at")
-        .values_list("pk", "recurrente_refund_id")[:limit]
-    )
+    due = Refund.objects.filter(status="pending", next_check_at__lte=now)
+    if only is not None:
+        due = due.filter(pk__in=only)
+    due = list(due.order_by("next_check_at").values_list("pk", "recurrente_refund_id")[:limit])
     for refund_pk, refund_id in due:
         if stop_at is not None and time.monotonic() > stop_at:
             break

@@ -335,14 +335,14 @@ def test_a_payment_found_by_the_reconciler_and_a_webhook_at_once_is_recorded_onc
 
 @pytest.mark.postgres
 def test_the_due_query_reads_the_partial_index_of_open_sessions():
-    queryset = CheckoutSession.objects.filter(
-        status__in=reconcile.OPEN_STATUSES, next_reconcile_at__isnull=False, next_reconcile_at__lte=timezone.now()
-    ).order_by("next_reconcile_at").values_list("pk", flat=True)[:300]
+    due = reconcile.reconcile_due_queryset(now=timezone.now())
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
-        plan = queryset.explain()
+        plan = due.values_list("pk", flat=True)[:300].explain()
+        leftover_plan = due.order_by().values("pk")[:10_000].explain()  # the pass's capped count
         cursor.execute("SET enable_seqscan = on")
     assert "checkout_reconcile_due_idx" in plan
+    assert "checkout_reconcile_due_idx" in leftover_plan
 
 
 # --- Subscriptions -------------------------------------------------------------------------------

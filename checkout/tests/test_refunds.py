@@ -528,3 +528,15 @@ def test_a_refund_recurrente_accepted_but_we_could_not_record_names_its_id_to_st
     assert state(payment) == (Payment.Status.SUCCEEDED, "") and not Refund.objects.exists()  # rolled back
     [alert] = staff_mails("accepted but not recorded")
     assert RE_ID in alert.body
+
+
+def test_check_now_asks_recurrente_about_the_selected_refunds_only(staff_client, recurrente_api, payment):
+    other_payment = PaymentFactory(recurrente_payment_id="pa_other0001")
+    selected = pending_refund(payment, "re_selected1", next_check_at=timezone.now() + timedelta(hours=1))
+    overdue = pending_refund(other_payment, "re_overdue1", next_check_at=timezone.now() - timedelta(hours=1))
+    recurrente_api.add(responses_lib.GET, f"{API}/refunds/re_selected1", json=got_refund("re_selected1", "succeeded"))
+    notes = act(staff_client, REFUNDS, "check_now", [selected.pk])
+    assert gets(recurrente_api) == ["re_selected1"]
+    assert "1 pending refund(s): 1 became final" in notes[0][1]
+    overdue.refresh_from_db()
+    assert overdue.status == Refund.Status.PENDING  # not selected: left for the reconciler

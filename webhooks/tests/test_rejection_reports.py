@@ -86,6 +86,18 @@ def test_three_rejections_in_15_minutes_alert_with_what_to_do():
         assert advice in alert.body
 
 
+def test_what_any_scanner_sends_is_counted_but_never_pages_staff():
+    """No Svix headers, or a huge body: any script on the internet can send that, so neither rule
+    counts it (it is still counted and shown in admin and on the health page)."""
+    reject(Reason.MISSING_HEADERS, times=20, at=NOW)
+    reject(Reason.OVERSIZED_BODY, times=5, at=NOW)
+    assert rejections.alert_rejected_deliveries(now=NOW) is None
+    assert rejections.alert_rejections_without_accepted(now=NOW) is None
+    assert selectors.rejections_total(since=NOW - timedelta(minutes=1)) == 25
+    reject(Reason.BAD_SIGNATURE, at=NOW)  # one that our configuration explains does
+    assert rejections.alert_rejections_without_accepted(now=NOW) is not None
+
+
 # --- Alert: rejections and nothing accepted in an hour -----------------------------------------------
 
 def test_rejections_with_no_accepted_delivery_in_the_hour_alert():
