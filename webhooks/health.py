@@ -19,6 +19,7 @@ from webmagic.models import EmailLog, Heartbeat, StaffAlert
 
 from . import selectors
 from .models import WebhookEvent, WebhookRejection
+from .rejections import ALERTING_REASONS
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 STATUS_LABELS = {OK: "OK", WARNING: "Warning", PROBLEM: "Problem"}
@@ -178,6 +179,12 @@ def rejections_verdict(*, rows: list[RejectionRow], last: WebhookEvent | None, n
         week = sum(row.last_week for row in rows)
         return Verdict(OK, f"No delivery refused in the last 24 hours ({week} in the last 7 days)." if week
                        else "No delivery refused in the last 7 days.")
+    serious = sum(row.last_day for row in rows if row.reason in ALERTING_REASONS)
+    if not serious:
+        # Only what any scanner sends (no Svix headers, huge bodies): counted, nothing to fix.
+        return Verdict(OK, f"{last_day} request(s) without Svix headers or with oversized bodies in the last 24 hours: "
+                           "what scanners send. Nothing to do unless real deliveries stop too (see above).")
+    last_day = serious
     advice = "Fix the cause given for each reason below; Svix retries a refused delivery for about 28 hours, " \
              "then gives up, and disables the endpoint after 5 days of failures."
     if last is None or last.received_at < now - REJECTIONS_SHORT:

@@ -209,6 +209,16 @@ def test_some_rejections_while_others_are_accepted_is_a_warning(staff_client):
     assert "Check the server clock (NTP)" in section(body, "rejections")
 
 
+def test_only_scanner_noise_is_ok_and_says_so(staff_client):
+    rejection(reason=WebhookRejection.Reason.MISSING_HEADERS, count=40, ago=timedelta(minutes=20))
+    rejection(reason=WebhookRejection.Reason.OVERSIZED_BODY, count=2, ago=timedelta(minutes=10))
+    body = page(staff_client)
+    assert status_of(body, "rejections") == "ok"
+    assert "what scanners send" in section(body, "rejections")
+    rejection(reason=WebhookRejection.Reason.BAD_SIGNATURE, count=1, ago=timedelta(minutes=5))
+    assert status_of(page(staff_client), "rejections") == "problem"  # and no delivery accepted
+
+
 def test_reconciler_verdicts():
     now = timezone.now()
     stale = ReconcileRun(started_at=now - timedelta(minutes=40), finished_at=now - timedelta(minutes=40))
