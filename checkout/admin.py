@@ -6,6 +6,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from webmagic.admin import ReadOnlyAdmin
+
 from .models import CheckoutSession, Payment, ReconcileRun, Refund, Subscription
 from .services import recovery, refunds, staff
 from .services.hosting import HostingCancelFailed
@@ -241,14 +243,9 @@ class RefundAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(admin.ModelAdmin):
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    """What each reconcile pass asked and found; written by the pass, pruned after 14 days."""
+
     list_display = ["started_at", "checkouts_checked", "payments_found", "subscriptions_checked", "subscriptions_changed",
                     "refunds_checked", "refunds_finalized", "errors", "stopped_early"]
-    readonly_fields = [f.name for f in ReconcileRun._meta.fields]
     date_hierarchy = "started_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

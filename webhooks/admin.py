@@ -3,6 +3,8 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from webmagic.admin import ReadOnlyAdmin
+
 from . import services
 from .models import WebhookEvent, WebhookRejection
 
@@ -60,19 +62,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookRejection)
-class WebhookRejectionAdmin(admin.ModelAdmin):
+class WebhookRejectionAdmin(ReadOnlyAdmin):
     """Counts of refused deliveries, written only by intake: staff read them, never edit them."""
 
     list_display = ["bucket", "reason", "count", "last_rejected_at"]
     list_filter = ["reason"]
     date_hierarchy = "bucket"
     ordering = ["-bucket", "reason"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

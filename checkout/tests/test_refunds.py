@@ -540,3 +540,29 @@ def test_check_now_asks_recurrente_about_the_selected_refunds_only(staff_client,
     assert "1 pending refund(s): 1 became final" in notes[0][1]
     overdue.refresh_from_db()
     assert overdue.status == Refund.Status.PENDING  # not selected: left for the reconciler
+
+
+# --- Admin lists ------------------------------------------------------------------------------------
+
+def test_refund_and_reconcile_run_lists_are_read_only_with_a_fixed_number_of_queries(staff_client):
+    from checkout.models import ReconcileRun
+    from webmagic.tests.admin_queries import assert_constant_queries
+
+    counter = {"n": 0}
+
+    def refunds_and_runs(n):
+        for _ in range(n):
+            counter["n"] += 1
+            payment = PaymentFactory(user=CustomerFactory())
+            Refund.objects.create(recurrente_refund_id=f"re_list{counter['n']:05d}", payment=payment, source=Refund.Source.STAFF_REQUEST,
+                                  status=Refund.Status.SUCCEEDED, requested_by=staff_client.user, currency="USD")
+            ReconcileRun.objects.create(started_at=timezone.now())
+
+    assert_constant_queries(staff_client, REFUNDS, refunds_and_runs)
+    assert_constant_queries(staff_client, "/admin/checkout/reconcilerun/", lambda n: None)
+    refund = Refund.objects.first()
+    run = ReconcileRun.objects.first()
+    assert staff_client.get(f"{REFUNDS}add/").status_code == 403
+    assert staff_client.get(f"{REFUNDS}{refund.pk}/delete/").status_code == 403  # money records stay
+    assert staff_client.get(f"/admin/checkout/reconcilerun/{run.pk}/delete/").status_code == 403
+    assert staff_client.post(f"/admin/checkout/reconcilerun/{run.pk}/change/", {}).status_code == 403
