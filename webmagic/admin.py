@@ -1,5 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from .emails import emails_send_again
 from .models import EmailLog, EmailSuppression, Heartbeat, StaffAlert
 
 admin.site.site_header = "WebMagic staff"
@@ -14,9 +15,22 @@ class EmailLogAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ["checkout_session", "user"]
     readonly_fields = [f.name for f in EmailLog._meta.fields]
+    actions = ["send_again"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Send again (failed emails only)", permissions=["send"])
+    def send_again(self, request, queryset):
+        sent = emails_send_again(log_ids=queryset.values_list("pk", flat=True))
+        skipped = queryset.count() - len(sent)
+        self.message_user(request, f"{len(sent)} failed email(s) queued again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} email(s) were not failed and were left as they are.", messages.WARNING)
+
+    def has_send_permission(self, request):
+        # Sending is what the log records, not an edit of it: staff who may view it may re-send.
+        return self.has_view_permission(request)
 
     def has_change_permission(self, request, obj=None):
         return False  # a record of what happened: Brevo's tracking and the send task write it

@@ -39,7 +39,8 @@ WEBHOOK_TIMEOUT = (3, 5)
 # first). The rule reads the tuple at run time.
 TRANSACTIONAL_KINDS: tuple[str, ...] = (
     EmailLog.Kind.WELCOME, EmailLog.Kind.RECEIPT, EmailLog.Kind.PASSWORD_RESET, EmailLog.Kind.VERIFY_EMAIL,
-    EmailLog.Kind.REFUND,
+    EmailLog.Kind.REFUND, EmailLog.Kind.HOSTING_ACTIVATED, EmailLog.Kind.PAYMENT_PROBLEM, EmailLog.Kind.HOSTING_SUSPENDED,
+    EmailLog.Kind.EDIT_REQUEST,
 )
 TRANSACTIONAL_WINDOW = timedelta(hours=1)
 # A queued email that has failed this many attempts is retrying after provider errors, not unlucky once.
@@ -170,7 +171,7 @@ def _email_direct(*, alert: StaffAlert) -> tuple[bool, str]:
         # one send path (email_deliver) renders, sends and records the provider's id.
         log = EmailLog.objects.create(
             kind=EmailLog.Kind.STAFF_ALERT, to_email=address, subject=(EMAIL_SUBJECT_PREFIX + alert.subject)[:255],
-            context={"body": alert.body}, status=EmailLog.Status.SENDING, dedupe_key=f"alert:{alert.kind}:{alert.pk}:{address}",
+            context={"body": alert.body}, status=EmailLog.Status.SENDING, attempts=1, dedupe_key=f"alert:{alert.kind}:{alert.pk}:{address}",
         )
         try:
             email_deliver(log)

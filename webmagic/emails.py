@@ -8,10 +8,13 @@ stored.
 """
 
 import logging
+import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -38,6 +41,12 @@ def absolute_url(path: str) -> str:
     return settings.SITE_URL + path
 
 
+def header_flat(value) -> str:
+    """One line, whatever went in: a newline in a business name must not make an email header
+    invalid (Django refuses to send it with BadHeaderError)."""
+    return " ".join(str(value).split())
+
+
 def email_queue(
     *, kind: str, to_email: str, subject: str, context: dict | None = None, dedupe_key: str | None = None,
     user=None, checkout_session=None,
@@ -46,7 +55,7 @@ def email_queue(
     try:
         with transaction.atomic():
             log = EmailLog.objects.create(
-                kind=kind, to_email=to_email, subject=subject[:255], context=context or {},
+                kind=kind, to_email=to_email, subject=header_flat(subject)[:255], context=context or {},
                 dedupe_key=dedupe_key, user=user, checkout_session=checkout_session,
             )
     except IntegrityError:
@@ -86,68 +95,151 @@ def email_render(log: EmailLog) -> EmailMultiAlternatives:
     builder = CONTEXT_BUILDERS.get(log.kind)
     if builder:
         context.update(import_string(builder)(log))
-    headers = context.pop("headers", {})
+    headers = {name: header_flat(value) for name, value in context.pop("headers", {}).items()}
+    headers[IDEMPOTENCY_HEADER] = email_idempotency_key(log)
     text = render_to_string(f"emails/{log.kind}.txt", context)
     html = render_to_string(f"emails/{log.kind}.html", context)
     message = EmailMultiAlternatives(
-        subject=log.subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[log.to_email], headers=headers
+        subject=header_flat(log.subject), body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[log.to_email],
+        headers=headers,
     )
     message.attach_alternative(html, "text/html")
     return message
 
 
-def email_claim_for_sending(log_id: int) -> EmailLog | None:
-    """Move a queued email to `sending` exactly once. A worker that dies mid-send leaves it in
-    `sending`, so a redelivered task will not send it twice (staff see it in admin)."""
+# Brevo reads it from the message's headers (anymail passes extra headers through as they are).
+IDEMPOTENCY_HEADER = "idempotencyKey"
+# Every attempt counts, including one whose worker died; the task's retries stop at the same number.
+MAX_ATTEMPTS = 7
+# A send whose worker died may be retried with the same provider idempotency key only while the
+# provider still remembers that key (Brevo: 15 minutes). Past this age its outcome stays unknown:
+# staff decide (failed, alerted), since sending twice is worse than asking.
+RESEND_WINDOW = timedelta(minutes=10)
+# Without row locks (SQLite, laptop mode) a live send cannot be told from a dead one: a claim is
+# only taken over once it is older than any send can take (the provider timeout is 30 s).
+UNLOCKED_TAKEOVER_AFTER = timedelta(minutes=2)
+
+
+def email_idempotency_key(log: EmailLog) -> str:
+    """The same UUID on every attempt at one email, so a provider that received an attempt whose
+    answer we lost does not deliver the retry (Brevo's `idempotencyKey` must be a UUID)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{settings.SITE_URL}/emails/{log.pk}/{log.created_at.isoformat()}"))
+
+
+def email_claim_for_sending(log_id: int, *, now: datetime | None = None) -> EmailLog | None:
+    """Claim an email for one sending attempt, or None if it is done or a live worker has it.
+
+    The claim is a committed write (status `sending`, one more attempt) so an attempt counts even
+    if the worker dies during it. The sender then holds the row locked while it sends
+    (`email_deliver`), so a `sending` row that is *not* locked was left by a dead worker: it is
+    taken over at once and sent again under the same idempotency key."""
+    now = now or timezone.now()
     with transaction.atomic():
-        claimed = EmailLog.objects.filter(pk=log_id, status=EmailLog.Status.QUEUED).update(
-            status=EmailLog.Status.SENDING, updated_at=timezone.now()
-        )
-    if not claimed:
-        return None
-    return EmailLog.objects.get(pk=log_id)
+        log = _lockable(EmailLog.objects.filter(pk=log_id, status__in=[EmailLog.Status.QUEUED, EmailLog.Status.SENDING])).first()
+        if log is None:
+            return None
+        if log.status == EmailLog.Status.SENDING and not _takeover_allowed(log, now=now):
+            return None
+        if log.status == EmailLog.Status.SENDING and log.updated_at < now - RESEND_WINDOW:
+            _outcome_unknown_record(log)
+            return None
+        if log.attempts >= MAX_ATTEMPTS:
+            # Attempts are counted at the claim, so an email that kills its worker every time ends here.
+            email_mark_failed(log.pk, f"Gave up after {log.attempts} attempts. Last error: {log.error or 'none recorded'}")
+            return None
+        if log.status == EmailLog.Status.SENDING:
+            logger.warning("email %s: its previous sending attempt died with the outcome unknown; sending again", log.pk)
+        EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, attempts=F("attempts") + 1, updated_at=now)
+    log.refresh_from_db()
+    return log
+
+
+def _lockable(queryset):
+    # skip_locked: a row a live sender holds is not ours to look at. SQLite has no row locks.
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True)
+    return queryset
+
+
+def _takeover_allowed(log: EmailLog, *, now: datetime) -> bool:
+    if connection.features.has_select_for_update_skip_locked:
+        return True  # we got the row, so no live sender holds it
+    return log.updated_at < now - UNLOCKED_TAKEOVER_AFTER
+
+
+def _outcome_unknown_record(log: EmailLog) -> None:
+    error = (
+        f"Outcome unknown: a sending attempt at {log.updated_at:%Y-%m-%d %H:%M} UTC was interrupted and is too old to "
+        "retry safely. Check the provider's log for this recipient; use \"Send again\" if it did not go."
+    )
+    email_mark_failed(log.pk, error)
 
 
 def email_deliver(log: EmailLog) -> None:
-    """Send a claimed email. On failure it goes back to `queued` so the task can retry it."""
+    """Send a claimed email, holding its row locked for the whole attempt (the proof, to other
+    workers, that this attempt is alive). On failure it goes back to `queued` with the error so
+    the task can retry it; the caller decides when to give up (`email_mark_failed`)."""
+    mine = Q(pk=log.pk, status=EmailLog.Status.SENDING, updated_at=log.updated_at)
     try:
-        message = email_render(log)
+        with transaction.atomic():
+            if not list(EmailLog.objects.select_for_update().filter(mine).values_list("pk", flat=True)):
+                logger.warning("email %s: claim taken over by another worker; not sending", log.pk)
+                return
+            message = email_render(log)
+            message.send()
+            status = getattr(message, "anymail_status", None)
+            EmailLog.objects.filter(mine).update(
+                status=EmailLog.Status.SENT, sent_at=timezone.now(), error="",
+                provider_message_id=(getattr(status, "message_id", None) or "")[:255], updated_at=timezone.now(),
+            )
     except EmailNoLongerWanted as exc:
-        EmailLog.objects.filter(pk=log.pk).update(
-            status=EmailLog.Status.CANCELLED, error=str(exc)[:2000], updated_at=timezone.now()
-        )
+        EmailLog.objects.filter(mine).update(status=EmailLog.Status.CANCELLED, error=str(exc)[:2000], updated_at=timezone.now())
         logger.info("email %s cancelled before sending: %s", log.pk, exc)
         return
-    try:
-        message.send()
     except Exception as exc:
-        EmailLog.objects.filter(pk=log.pk).update(
-            status=EmailLog.Status.QUEUED, attempts=log.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000],
-            updated_at=timezone.now(),
+        # Rendering errors land here too: the email is retried and, if it keeps failing, marked
+        # failed (and alerted), never left `sending`.
+        EmailLog.objects.filter(mine).update(
+            status=EmailLog.Status.QUEUED, error=f"{type(exc).__name__}: {exc}"[:2000], updated_at=timezone.now(),
         )
         raise
-    status = getattr(message, "anymail_status", None)
-    EmailLog.objects.filter(pk=log.pk).update(
-        status=EmailLog.Status.SENT, attempts=log.attempts + 1, sent_at=timezone.now(), error="",
-        provider_message_id=(getattr(status, "message_id", None) or "")[:255], updated_at=timezone.now(),
-    )
     logger.info("email %s sent: kind=%s", log.pk, log.kind)
 
 
-def emails_stuck_redrive(*, older_than, max_attempts: int, limit: int = 500) -> list[int]:
-    """Queued emails nobody is sending (a lost broker message, a broker that was down at commit)
-    are enqueued again. `sending` ones are left alone: their outcome is unknown and sending twice
-    is worse than staff looking at one in admin."""
+def emails_stuck_redrive(*, older_than, interrupted_before, limit: int = 500) -> list[int]:
+    """Emails nobody is sending are enqueued again: `queued` ones a lost broker message or a
+    broker down at commit left behind, and `sending` ones whose worker died mid-attempt (the
+    task's claim tells a dead attempt from a live one, and either resends under the same
+    idempotency key or, past RESEND_WINDOW, marks it failed for staff). One that used all its
+    attempts is marked failed by the claim, so nothing stays queued or sending for ever."""
     from .tasks import send_email
 
-    ids = list(
-        EmailLog.objects.filter(status=EmailLog.Status.QUEUED, updated_at__lt=older_than, attempts__lt=max_attempts)
-        .order_by("updated_at").values_list("pk", flat=True)[:limit]
+    stuck = Q(status=EmailLog.Status.QUEUED, updated_at__lt=older_than) | Q(
+        status=EmailLog.Status.SENDING, updated_at__lt=interrupted_before
     )
+    ids = list(EmailLog.objects.filter(stuck).order_by("updated_at").values_list("pk", flat=True)[:limit])
     for log_id in ids:
         send_email.delay(log_id)
     if ids:
-        logger.warning("re-driving %s stuck queued emails (first id %s)", len(ids), ids[0])
+        logger.warning("re-driving %s stuck emails (first id %s)", len(ids), ids[0])
+    return ids
+
+
+def emails_send_again(*, log_ids) -> list[int]:
+    """Staff decided these failed emails should go (admin action "Send again"): queued afresh with
+    a full set of attempts. The idempotency key stays the email's own, so an attempt the provider
+    did receive a few minutes ago is not delivered twice."""
+    from .tasks import send_email
+
+    with transaction.atomic():
+        ids = list(
+            EmailLog.objects.select_for_update().filter(pk__in=list(log_ids), status=EmailLog.Status.FAILED)
+            .values_list("pk", flat=True)
+        )
+        EmailLog.objects.filter(pk__in=ids).update(status=EmailLog.Status.QUEUED, attempts=0, updated_at=timezone.now())
+        for log_id in ids:
+            transaction.on_commit(lambda log_id=log_id: send_email.delay(log_id), robust=True)
+    logger.info("staff re-queued %s failed email(s): %s", len(ids), ids[:20])
     return ids
 
 

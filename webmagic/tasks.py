@@ -8,7 +8,7 @@ from . import emails
 
 logger = logging.getLogger(__name__)
 
-MAX_EMAIL_RETRIES = 6
+MAX_EMAIL_RETRIES = emails.MAX_ATTEMPTS - 1
 
 
 @shared_task(bind=True, max_retries=MAX_EMAIL_RETRIES, acks_late=True)
@@ -30,11 +30,16 @@ def send_email(self, log_id: int) -> None:
 
 # Longer than the longest retry countdown (30 s x 2**5 = 16 min), so a scheduled retry is not raced.
 STUCK_EMAIL_AGE = timedelta(minutes=20)
+# A live attempt holds its row locked, so the claim skips it; this only spares the claim's own
+# moment between committing `sending` and taking the lock.
+INTERRUPTED_EMAIL_AGE = timedelta(minutes=1)
 
 
 @shared_task(acks_late=True)
 def resend_stuck_emails() -> int:
-    return len(emails.emails_stuck_redrive(older_than=timezone.now() - STUCK_EMAIL_AGE, max_attempts=MAX_EMAIL_RETRIES + 1))
+    """Beat, every 2 minutes (migration 0010): emails left queued or left `sending` by a dead worker."""
+    now = timezone.now()
+    return len(emails.emails_stuck_redrive(older_than=now - STUCK_EMAIL_AGE, interrupted_before=now - INTERRUPTED_EMAIL_AGE))
 
 
 @shared_task(acks_late=True)

@@ -271,15 +271,21 @@ def test_a_crash_between_claim_and_send_never_sends_twice(recurrente_checkouts, 
     assert session.reminder_sent_at is not None
 
 
-def test_a_worker_dying_mid_send_does_not_send_again(recurrente_checkouts, django_capture_on_commit_callbacks):
+@pytest.mark.postgres  # the immediate takeover relies on row locks
+def test_a_worker_dying_mid_send_is_taken_over_once_under_the_same_idempotency_key(
+    recurrente_checkouts, django_capture_on_commit_callbacks
+):
     open_session()
     with django_capture_on_commit_callbacks(execute=False):
         check_abandoned_carts()
     [log] = reminders()
-    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING)  # claimed, then the worker died
+    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, attempts=1)  # claimed, then the worker died
+    send_email.delay(log.pk)  # redelivered: the dead attempt's outcome is unknown, the provider dedupes on the key
     send_email.delay(log.pk)
     scan(django_capture_on_commit_callbacks)
-    assert mail.outbox == [] and len(reminders()) == 1
+    assert len(mail.outbox) == 1 and len(reminders()) == 1
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and mail.outbox[0].extra_headers["idempotencyKey"]
 
 
 def test_provider_failure_is_retried_with_backoff_without_a_second_claim(

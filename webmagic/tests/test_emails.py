@@ -135,7 +135,8 @@ def test_broker_down_at_commit_keeps_the_callers_work_and_the_sweep_sends_later(
     assert resend_stuck_emails() == 0  # sent emails are never re-sent
 
 
-def test_sweep_leaves_emails_whose_outcome_is_unknown(django_capture_on_commit_callbacks):
+@pytest.mark.postgres  # the immediate takeover relies on row locks
+def test_sweep_resends_an_email_whose_worker_died_mid_send_once(django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -144,8 +145,13 @@ def test_sweep_leaves_emails_whose_outcome_is_unknown(django_capture_on_commit_c
 
     with django_capture_on_commit_callbacks(execute=False):
         log = queue_alert()
-    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, updated_at=timezone.now() - timedelta(hours=1))
-    assert resend_stuck_emails() == 0 and mail.outbox == []
+    # Claimed (committed), then the worker died: no live transaction holds the row.
+    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(minutes=3))
+    assert resend_stuck_emails() == 1
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and log.attempts == 2 and len(mail.outbox) == 1
+    assert mail.outbox[0].extra_headers["idempotencyKey"]  # the provider drops it if the first attempt did go
+    assert resend_stuck_emails() == 0
 
 
 def test_email_sweep_is_scheduled_by_a_migration():
@@ -159,3 +165,23 @@ def test_email_sweep_is_scheduled_by_a_migration():
     migration.create_task(django_apps, None)
     task = PeriodicTask.objects.get(name=migration.TASK_NAME)
     assert task.task == "webmagic.tasks.resend_stuck_emails" and task.enabled and task.interval.every == 10
+
+
+def test_email_sweep_runs_every_two_minutes_unless_staff_changed_it():
+    import importlib
+
+    from django.apps import apps as django_apps
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    first = importlib.import_module("webmagic.migrations.0004_email_sweep_periodic_task")
+    faster = importlib.import_module("webmagic.migrations.0010_email_sweep_every_two_minutes")
+    PeriodicTask.objects.filter(name=first.TASK_NAME).delete()
+    first.create_task(django_apps, None)
+    faster.every_two_minutes(django_apps, None)
+    task = PeriodicTask.objects.get(name=first.TASK_NAME)
+    assert (task.interval.every, task.interval.period) == (2, "minutes") and "sending" in task.description
+
+    staff_choice, _ = IntervalSchedule.objects.get_or_create(every=30, period="minutes")
+    PeriodicTask.objects.filter(pk=task.pk).update(interval=staff_choice)
+    faster.every_two_minutes(django_apps, None)
+    assert PeriodicTask.objects.get(pk=task.pk).interval == staff_choice
