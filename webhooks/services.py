@@ -30,7 +30,11 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8  # automatic tries per event; staff can always reprocess by hand after that
 RETRY_BASE_SECONDS = 60  # 1, 2, 4, … 64 minutes between automatic tries
 RETRY_MAX_SECONDS = 2 * 60 * 60
-# Longer than the Celery hard time limit: a row still `processing` after this lost its worker.
+# A live processing attempt holds its event row locked (PostgreSQL), so an unlocked `processing`
+# row lost its worker and is taken over at once; the sweep gives the claim this moment to take
+# its lock. Without row locks (SQLite, laptop mode) only age tells: longer than the Celery hard
+# time limit.
+INTERRUPTED_PROCESSING = timedelta(minutes=1)
 STALE_PROCESSING = timedelta(minutes=10)
 # A `received` event normally starts within a second; older ones lost their broker message.
 RECEIVED_GRACE = timedelta(minutes=2)
@@ -265,17 +269,10 @@ def webhook_event_process(*, event_id: int) -> str | None:
     """Process one stored event once. Returns its final status, or None if another worker has
     it or it is already done. Raises WebhookEventFailed when the handler failed."""
     now = timezone.now()
-    claimable = Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED]) | Q(
-        status=WebhookEvent.Status.PROCESSING, processing_started_at__lt=now - STALE_PROCESSING
-    )
-    # A conditional UPDATE is the claim: of two workers, exactly one changes the row.
-    claimed = WebhookEvent.objects.filter(claimable, pk=event_id).update(
-        status=WebhookEvent.Status.PROCESSING, processing_started_at=now, attempts=F("attempts") + 1, next_retry_at=None,
-    )
-    if not claimed:
+    event = _event_claim(event_id=event_id, now=now)
+    if event is None:
         logger.info("event %s is not claimable (done or in progress elsewhere)", event_id)
         return None
-    event = WebhookEvent.objects.get(pk=event_id)
     mine = Q(pk=event.pk, status=WebhookEvent.Status.PROCESSING, processing_started_at=now)
 
     reason = _ignore_reason(event)
@@ -287,6 +284,10 @@ def webhook_event_process(*, event_id: int) -> str | None:
     handler = handlers.handler_for(event.event_type)
     try:
         with transaction.atomic():
+            # Held until commit: the proof to other workers that this attempt is alive.
+            if not list(WebhookEvent.objects.select_for_update().filter(mine).values_list("pk", flat=True)):
+                logger.warning("event %s: claim taken over by another worker; stopping", event.pk)
+                return None
             note = handler(event)
             # Same transaction as the handler's writes: "processed" and its effects commit together.
             WebhookEvent.objects.filter(mine).update(status=WebhookEvent.Status.PROCESSED, error="", processed_at=timezone.now())
@@ -302,6 +303,36 @@ def webhook_event_process(*, event_id: int) -> str | None:
         raise WebhookEventFailed(f"{type(exc).__name__}: {exc}", retry_in=retry_in) from exc
     logger.info("event %s (%s %s) processed: %s", event.pk, event.event_type, event.object_id, note)
     return WebhookEvent.Status.PROCESSED
+
+
+def _event_claim(*, event_id: int, now: datetime) -> WebhookEvent | None:
+    """Claim the event for one attempt (a committed write, so the attempt counts even if the
+    worker dies), or None. A `processing` event that no live transaction holds locked lost its
+    worker (a redelivered task after a SIGKILL, or the sweep) and is taken over at once."""
+    claimable = Q(status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED, WebhookEvent.Status.PROCESSING])
+    with transaction.atomic():
+        candidates = WebhookEvent.objects.filter(claimable, pk=event_id)
+        if connection.features.has_select_for_update_skip_locked:
+            event = candidates.select_for_update(skip_locked=True).first()
+        else:
+            event = candidates.exclude(status=WebhookEvent.Status.PROCESSING, processing_started_at__gte=now - STALE_PROCESSING).first()
+        if event is None:
+            return None
+        died = event.status == WebhookEvent.Status.PROCESSING
+        if died and event.attempts >= MAX_ATTEMPTS:
+            _failure_record(
+                event=event, mine=Q(pk=event.pk, status=WebhookEvent.Status.PROCESSING, processing_started_at=event.processing_started_at),
+                error=f"The worker died during each of {event.attempts} attempts (killed, out of memory, or past the time limit).",
+                retry=False,
+            )
+            return None
+        if died:
+            logger.warning("event %s: no live worker holds its claim (attempt %s; its worker died); taking over", event.pk, event.attempts)
+        WebhookEvent.objects.filter(pk=event.pk).update(
+            status=WebhookEvent.Status.PROCESSING, processing_started_at=now, attempts=F("attempts") + 1, next_retry_at=None,
+        )
+    event.refresh_from_db()
+    return event
 
 
 def _ignore_reason(event: WebhookEvent) -> str:
@@ -349,10 +380,15 @@ def webhook_events_due(*, now=None, limit: int = SWEEP_BATCH) -> list[int]:
     now = now or timezone.now()
     due = (
         Q(status=WebhookEvent.Status.RECEIVED, received_at__lt=now - RECEIVED_GRACE)
-        | Q(status=WebhookEvent.Status.PROCESSING, processing_started_at__lt=now - STALE_PROCESSING)
+        | Q(status=WebhookEvent.Status.PROCESSING, processing_started_at__lt=now - _processing_presumed_dead_after())
         | Q(status=WebhookEvent.Status.FAILED, next_retry_at__lt=now - RETRY_GRACE)
     )
     return list(WebhookEvent.objects.filter(due).order_by("received_at").values_list("pk", flat=True)[:limit])
+
+
+def _processing_presumed_dead_after() -> timedelta:
+    # With row locks the claim itself skips live attempts; the sweep only needs to spare its moment.
+    return INTERRUPTED_PROCESSING if connection.features.has_select_for_update_skip_locked else STALE_PROCESSING
 
 
 def webhook_events_sweep(*, now=None) -> int:

@@ -1,10 +1,12 @@
 """Races that only a real database with row locks can show (PostgreSQL)."""
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
 from checkout.models import Payment
 from checkout.tests.factories import CheckoutSessionFactory
@@ -117,3 +119,44 @@ def test_workers_racing_for_one_event_run_its_handler_once(session, monkeypatch)
     assert calls == [event_id]
     assert Counter(results) == {None: 7, WebhookEvent.Status.PROCESSED: 1}
     assert Payment.objects.count() == 1
+
+
+def test_a_live_processing_attempt_is_never_taken_over(session, monkeypatch):
+    """A redelivered task and the sweep arrive while a slow handler runs: the event's row is
+    locked by the live attempt, so neither takes it over and the handler runs once."""
+    import threading
+
+    from webhooks.tasks import sweep_unprocessed_webhooks
+
+    monkeypatch.setattr("webhooks.services._enqueue_after_commit", lambda event_id: None)
+    assert post_event(Client(), payment_event(session=session, payment_id="pa_slow"), msg_id="msg_slow").status_code == 200
+    event_id = WebhookEvent.objects.get().pk
+    inside, release = threading.Event(), threading.Event()
+    calls = []
+    real = handlers.HANDLERS["payment_intent.succeeded"]
+
+    def slow(event):
+        calls.append(event.pk)
+        inside.set()
+        assert release.wait(20)
+        return real(event)
+
+    monkeypatch.setitem(handlers.HANDLERS, "payment_intent.succeeded", slow)
+
+    def latecomers():
+        try:
+            assert inside.wait(20)
+            redelivered = services.webhook_event_process(event_id=event_id)
+            # The sweep, looking 5 minutes on, sees a `processing` row it would re-drive...
+            swept = services.webhook_events_due(now=timezone.now() + timedelta(minutes=5))
+        finally:
+            release.set()
+        return redelivered, swept
+
+    results = run_together([lambda: services.webhook_event_process(event_id=event_id), latecomers])
+    redelivered, swept = results[1]
+    assert results[0] == WebhookEvent.Status.PROCESSED and redelivered is None
+    assert swept == [event_id]  # the sweep may enqueue it; its task's claim skips the locked row
+    assert calls == [event_id] and Payment.objects.count() == 1
+    assert sweep_unprocessed_webhooks() == 0  # done: nothing left to re-drive
+    assert WebhookEvent.objects.get().attempts == 1

@@ -109,18 +109,43 @@ def test_an_event_is_processed_only_once(purchase_session, monkeypatch):
     assert calls == [event.pk]
 
 
-def test_an_event_another_worker_is_processing_is_not_claimed(db):
-    event = make_event(status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(seconds=30))
+@pytest.mark.postgres  # row locks tell a live attempt from a dead one at once
+def test_a_redelivered_task_takes_over_an_event_whose_worker_just_died(purchase_session):
+    event = make_event(payment_event(session=purchase_session, payment_id="pa_died"))
+    # Claimed two seconds ago, then SIGKILL: the processing transaction died with its lock.
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(seconds=2), attempts=1
+    )
+    assert services.webhook_event_process(event_id=event.pk) == WebhookEvent.Status.PROCESSED
+    event.refresh_from_db()
+    assert event.attempts == 2 and Payment.objects.filter(recurrente_payment_id="pa_died").count() == 1
+
+
+def test_without_row_locks_an_event_claim_is_only_taken_over_when_stale(db, monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    busy = make_event(status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(seconds=30))
+    assert services.webhook_event_process(event_id=busy.pk) is None
+    busy.refresh_from_db()
+    assert busy.status == WebhookEvent.Status.PROCESSING and busy.attempts == 0
+    stale = make_event(status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(minutes=30), attempts=1)
+    assert services.webhook_event_process(event_id=stale.pk) == WebhookEvent.Status.IGNORED
+    stale.refresh_from_db()
+    assert stale.attempts == 2
+
+
+@pytest.mark.postgres
+def test_an_event_that_killed_its_worker_every_time_fails_and_alerts(db):
+    event = make_event(
+        status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(minutes=2),
+        attempts=services.MAX_ATTEMPTS,
+    )
     assert services.webhook_event_process(event_id=event.pk) is None
     event.refresh_from_db()
-    assert event.status == WebhookEvent.Status.PROCESSING and event.attempts == 0
-
-
-def test_an_event_whose_worker_died_is_claimed_again(db):
-    event = make_event(status=WebhookEvent.Status.PROCESSING, processing_started_at=timezone.now() - timedelta(minutes=30), attempts=1)
-    assert services.webhook_event_process(event_id=event.pk) == WebhookEvent.Status.IGNORED
-    event.refresh_from_db()
-    assert event.attempts == 2
+    assert event.status == WebhookEvent.Status.FAILED and event.next_retry_at is None
+    assert "worker died during each of 8 attempts" in event.error
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.STAFF_ALERT, subject__contains=f"Webhook event {event.pk}").exists()
 
 
 def test_the_sweep_redrives_stuck_and_overdue_events_only(db):
