@@ -345,6 +345,18 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
     if event_at:
         subscription.last_event_at = event_at
         fields.append("last_event_at")
+    if _cancellation_undone(subscription=subscription, status=status, event_at=event_at):
+        # Recurrente says, after our cancellation, that the subscription lives (reactivated,
+        # charged, paused): the period end must not cancel it again while Recurrente bills.
+        logger.warning(
+            "subscription %s: %s at %s is newer than its cancellation (requested %s, cancelled %s); cancellation cleared",
+            subscription.recurrente_subscription_id, status, event_at.isoformat(),
+            subscription.cancel_requested_at.isoformat() if subscription.cancel_requested_at else "-",
+            subscription.cancelled_at.isoformat() if subscription.cancelled_at else "-",
+        )
+        subscription.cancel_requested_at = None
+        subscription.cancelled_at = None
+        fields += ["cancel_requested_at", "cancelled_at"]
     if status == Subscription.Status.CANCELLED and subscription.cancelled_at is None:
         subscription.cancelled_at = event_at or timezone.now()
         fields.append("cancelled_at")
@@ -355,6 +367,16 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
     _site_follow_subscription(site=site, subscription=subscription, previous=previous, occasion=occasion)
     logger.info("subscription %s is now %s (site %s)", subscription.recurrente_subscription_id, status, site.pk)
     return True
+
+
+def _cancellation_undone(*, subscription: Subscription, status: str, event_at: datetime | None) -> bool:
+    """Newer provider state wins: any state but cancelled, reported for a time after every
+    cancellation we know of (ours from the portal, Recurrente's own), ends that cancellation. News
+    without a time never does: it could be older than the cancellation."""
+    if status == Subscription.Status.CANCELLED or event_at is None:
+        return False
+    cancellations = [at for at in (subscription.cancel_requested_at, subscription.cancelled_at) if at is not None]
+    return bool(cancellations) and all(event_at > at for at in cancellations)
 
 
 def _site_follow_subscription(*, site: Site, subscription: Subscription, previous: str, occasion: str) -> None:

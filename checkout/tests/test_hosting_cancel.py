@@ -233,3 +233,95 @@ def test_a_paused_subscription_can_be_cancelled(owner_client, live_site, api_ok)
     assert response.status_code == 303 and len(deletes(api_ok)) == 1
     assert Site.objects.get(pk=live_site.pk).status == Site.Status.SUSPENDED
     assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).count() == 0
+
+
+# --- Cancel, reactivate and the period's end, in every order: newer provider state wins ----------
+
+T_PORTAL = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+BEFORE_PORTAL = T_PORTAL - timedelta(days=1)
+AFTER_PORTAL = T_PORTAL + timedelta(minutes=1)
+MID_PERIOD = datetime(2026, 12, 10, 10, 0, tzinfo=UTC)
+LATER_MID_PERIOD = datetime(2026, 12, 15, 10, 0, tzinfo=UTC)
+T_END = PERIOD_END + timedelta(minutes=1)
+AFTER_END = PERIOD_END + timedelta(days=1)
+
+
+def reactivate_event(at: datetime) -> dict:
+    payload = subscription_event("subscription.unpause.json", created_at=at.isoformat())
+    payload["event_type"] = "subscription.reactivate"
+    return payload
+
+
+ORDERINGS = {
+    # name: (steps, final subscription status, cancellation still on record, final site status, owner emails)
+    "portal, cancel event, newer reactivate, period end": (
+        [("portal", T_PORTAL), ("cancel", AFTER_PORTAL), ("reactivate", MID_PERIOD), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
+    ),
+    "portal, newer reactivate, period end (no cancel event ever)": (
+        [("portal", T_PORTAL), ("reactivate", MID_PERIOD), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
+    ),
+    "portal, reactivate, the older cancel event delivered late, period end": (
+        [("portal", T_PORTAL), ("reactivate", MID_PERIOD), ("cancel", AFTER_PORTAL), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
+    ),
+    "portal, period end, reactivate after it": (
+        [("portal", T_PORTAL), ("end", T_END), ("reactivate", AFTER_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled", "ended"],
+    ),
+    "portal, period end, the older cancel event": (
+        [("portal", T_PORTAL), ("end", T_END), ("cancel", AFTER_PORTAL)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "portal, cancel event, period end": (
+        [("portal", T_PORTAL), ("cancel", AFTER_PORTAL), ("end", T_END)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "portal, a reactivate older than the portal cancel, period end": (
+        [("portal", T_PORTAL), ("reactivate", BEFORE_PORTAL), ("end", T_END)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "cancel event only, newer reactivate, period end": (
+        [("cancel", AFTER_PORTAL), ("reactivate", MID_PERIOD), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
+    ),
+    "cancel event, period end, a reactivate older than the cancel": (
+        [("cancel", AFTER_PORTAL), ("end", T_END), ("reactivate", T_PORTAL)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "portal, cancel, reactivate, cancelled again, period end": (
+        [("portal", T_PORTAL), ("cancel", AFTER_PORTAL), ("reactivate", MID_PERIOD), ("cancel", LATER_MID_PERIOD), ("end", T_END)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "period end with no cancellation at all": (
+        [("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, [],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDERINGS))
+def test_cancel_reactivate_and_period_end_in_every_order(name, client, owner, live_site, api_ok, django_capture_on_commit_callbacks):
+    steps, status, cancellation_kept, site_status, reasons = ORDERINGS[name]
+    Subscription.objects.update(current_period_end=PERIOD_END)
+    for step, at in steps:
+        with django_capture_on_commit_callbacks(execute=True):
+            if step == "portal":
+                client.force_login(owner)
+                with freeze_time(at):
+                    assert client.post(cancel_url(live_site)).status_code == 303
+                client.logout()
+            elif step == "cancel":
+                assert post_event(client, subscription_event("subscription.cancel.json", created_at=at.isoformat())).status_code == 200
+            elif step == "reactivate":
+                assert post_event(client, reactivate_event(at)).status_code == 200
+            else:
+                with freeze_time(at):
+                    suspend_ended_subscriptions.delay()
+    subscription = Subscription.objects.get()
+    assert subscription.status == status
+    assert (subscription.cancel_requested_at is not None or subscription.cancelled_at is not None) == cancellation_kept
+    assert Site.objects.get(pk=live_site.pk).status == site_status
+    sent = EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).order_by("created_at")
+    assert [log.context["reason"] for log in sent] == reasons
