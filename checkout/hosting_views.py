@@ -13,10 +13,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import dateformat, timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
 from webmagic.http import see_other
+from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
 from .services.hosting import (
     HostingCancelFailed,
@@ -44,7 +44,8 @@ def _owned_site(request, slug) -> Site:
 
 @login_required
 @require_POST
-@ratelimit(key="user", rate="10/m", block=True)
+# Per signed-in owner, and failing open: a cache outage must not stop a customer paying for hosting.
+@ratelimit(key="user", rate="10/m", when_cache_down=FAIL_OPEN)
 def start(request, slug):
     if not request.user.email_verified:
         return redirect(PORTAL_HOME)
@@ -81,7 +82,8 @@ def returned(request, slug):
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-@ratelimit(key="user", rate="10/m", method="POST", block=True)
+# Failing open too: a customer who wants to stop paying must be able to, outage or not.
+@ratelimit(key="user", rate="10/m", method="POST", when_cache_down=FAIL_OPEN)
 def cancel(request, slug):
     """GET asks for confirmation; POST cancels at Recurrente."""
     if not request.user.email_verified:

@@ -4,12 +4,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.decorators import ratelimit
 
 from sites.models import Site
 from webmagic.http import client_ip, see_other
 from webmagic.models import EmailSuppression
 from webmagic.money import from_cents
+from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
 from . import selectors
 from .forms import PurchaseForm
@@ -25,9 +25,10 @@ def _request_context(request) -> RequestContext:
     )
 
 
+# The limits fail open: while the cache is down a buyer is served uncounted rather than lost.
 @require_http_methods(["GET", "POST"])
-@ratelimit(key="ip", rate="10/m", method="POST", block=True)
-@ratelimit(key="ip", rate="60/h", method="POST", block=True)
+@ratelimit(key="ip", rate="10/m", method="POST", when_cache_down=FAIL_OPEN)
+@ratelimit(key="ip", rate="60/h", method="POST", when_cache_down=FAIL_OPEN)
 def purchase(request, slug):
     site = get_object_or_404(Site, slug=slug)
     if not site.is_for_sale:
@@ -137,7 +138,7 @@ def sandbox_subscription_event(request, checkout_id):
 # --- Abandoned checkout recovery: the reminder's links (DESIGN §7) ---------------------------
 @never_cache
 @require_GET
-@ratelimit(key="ip", rate="30/m", block=True)
+@ratelimit(key="ip", rate="30/m", when_cache_down=FAIL_OPEN)  # like the purchase form: never lose the buyer
 def recover(request, token):
     """The reminder's button: a discounted checkout within the window, the full price after it."""
     try:

@@ -2,9 +2,12 @@
 settings.RATELIMIT_VIEW). Counted per client IP (webmagic.http.client_ip via
 RATELIMIT_IP_META_KEY) and per normalised email, so one address cannot be hammered from many IPs
 and one IP cannot sweep many addresses. The portal and admin logins share their counters: an
-attacker gains nothing by switching between the two forms."""
+attacker gains nothing by switching between the two forms.
 
-from django_ratelimit.decorators import ratelimit
+While the cache is down these limits cannot count, and they fail closed: a 503 page ("We can't sign
+you in right now") instead of a login or a reset email nobody counted (webmagic/ratelimit.py)."""
+
+from webmagic.ratelimit import FAIL_CLOSED, ratelimit
 
 from .models import normalize_email_address
 
@@ -29,30 +32,37 @@ def _account_email(group, request) -> str:
     return normalize_email_address(request.user.email) if request.user.is_authenticated else ""
 
 
-def _limits(view, *, prefix: str, ip_rates, email_rates, email_key):
+def _limit(*, action: str, **kwargs):
+    return ratelimit(method="POST", when_cache_down=FAIL_CLOSED, unavailable_action=action, **kwargs)
+
+
+def _limits(view, *, prefix: str, ip_rates, email_rates, email_key, action: str):
     for rate in ip_rates:
-        view = ratelimit(group=f"{prefix}-ip", key="ip", rate=rate, method="POST", block=True)(view)
+        view = _limit(group=f"{prefix}-ip", key="ip", rate=rate, action=action)(view)
     for rate in email_rates:
-        view = ratelimit(group=f"{prefix}-email", key=email_key, rate=rate, method="POST", block=True)(view)
+        view = _limit(group=f"{prefix}-email", key=email_key, rate=rate, action=action)(view)
     return view
 
 
 def login_limits(view):
     """Portal and admin login forms both post the address as `username`."""
-    return _limits(view, prefix="login", ip_rates=LOGIN_IP_RATES, email_rates=LOGIN_EMAIL_RATES, email_key=_post_email("username"))
+    return _limits(
+        view, prefix="login", ip_rates=LOGIN_IP_RATES, email_rates=LOGIN_EMAIL_RATES, email_key=_post_email("username"),
+        action="sign you in",
+    )
 
 
 def password_reset_limits(view):
     return _limits(
         view, prefix="password-reset", ip_rates=PASSWORD_RESET_IP_RATES, email_rates=PASSWORD_RESET_EMAIL_RATES,
-        email_key=_post_email("email"),
+        email_key=_post_email("email"), action="send you a reset link",
     )
 
 
 def verify_resend_limits(view):
     return _limits(
         view, prefix="verify-resend", ip_rates=VERIFY_RESEND_IP_RATES, email_rates=VERIFY_RESEND_EMAIL_RATES,
-        email_key=_account_email,
+        email_key=_account_email, action="send you a new confirmation link",
     )
 
 
@@ -63,4 +73,4 @@ def _password_change_rate(group, request) -> str | None:
 
 def password_change_limits(view):
     """Slows down guessing the current password from a stolen session."""
-    return ratelimit(group="password-change", key="user_or_ip", rate=_password_change_rate, method="POST", block=True)(view)
+    return _limit(group="password-change", key="user_or_ip", rate=_password_change_rate, action="change your password")(view)

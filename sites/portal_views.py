@@ -12,11 +12,11 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
-from django_ratelimit.decorators import ratelimit
 
 from customers.decorators import verified_customer_required
 from customers.selectors import portal_site_for_owner
 from webmagic.http import see_other
+from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
 from . import services
 from .forms import DomainForm, EditRequestForm
@@ -34,7 +34,8 @@ def _portal_site(request, slug):
 
 @require_http_methods(["GET", "POST"])
 @verified_customer_required
-@ratelimit(key="user", rate="10/m", method="POST", block=True)
+# Per signed-in owner; failing open while the cache is down (the database caps open requests anyway).
+@ratelimit(key="user", rate="10/m", method="POST", when_cache_down=FAIL_OPEN)
 def edits(request, slug: str):
     portal_site = _portal_site(request, slug)
     site = portal_site.site
@@ -58,7 +59,7 @@ def edits(request, slug: str):
 
 @require_http_methods(["GET", "POST"])
 @verified_customer_required
-@ratelimit(key="user", rate="10/m", method="POST", block=True)
+@ratelimit(key="user", rate="10/m", method="POST", when_cache_down=FAIL_OPEN)
 def domains(request, slug: str):
     portal_site = _portal_site(request, slug)
     site = portal_site.site

@@ -127,7 +127,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
                           # Parallel test processes share one Redis: each keeps to its own keys.
-                          "KEY_PREFIX": env.str("PYTEST_XDIST_WORKER", default="")}}
+                          "KEY_PREFIX": env.str("PYTEST_XDIST_WORKER", default=""),
+                          # A Redis that stops answering must fail a rate-limit count quickly (see
+                          # webmagic/ratelimit.py), not hold the request for the OS's TCP timeout.
+                          "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "webmagic"}}
 RATELIMIT_USE_CACHE = "default"
