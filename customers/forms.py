@@ -51,12 +51,9 @@ class PasswordResetRequestForm(PasswordResetForm):
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True, "inputmode": "email"}),
     )
 
-    def get_users(self, email):
-        return services.password_reset_users_for_email(email=email)
-
     def save(self, **kwargs):
-        for user in self.get_users(self.cleaned_data["email"]):
-            services.password_reset_email_queue(user=user)
+        # Never Django's save(): it looks the accounts up during the request (see the service).
+        services.password_reset_request(email=self.cleaned_data["email"])
 
 
 phone_characters = RegexValidator(

@@ -109,8 +109,8 @@ admin_login = login_limits(admin.site.login)
 @require_http_methods(["GET", "POST"])
 @password_reset_limits
 def password_reset(request):
-    """One answer whatever the address: the same page, status and body whether or not an account
-    uses it (only the queued email differs), so the form cannot be used to find customers."""
+    """One answer whatever the address: the same page, status, body and work (one task enqueued;
+    the task finds the account, if any), so neither the page nor its timing tells who is a customer."""
     form = PasswordResetRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()

@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from freezegun import freeze_time
 from customers.models import CustomerUser
 from customers.ratelimits import PASSWORD_RESET_EMAIL_RATES, PASSWORD_RESET_IP_RATES
 from customers.services import password_reset_path
+from customers.tasks import password_reset_emails_send
 from customers.tests.conftest import PASSWORD, without_csrf
 from customers.tests.factories import CustomerFactory
 from webmagic.models import EmailLog
@@ -155,13 +157,13 @@ def _count(rates, unit):
     return int(next(rate for rate in rates if rate.endswith(unit)).split("/")[0])
 
 
-def test_reset_requests_are_limited_per_email(client, customer, frozen_clock):
+def test_reset_requests_are_limited_per_email(client, customer, frozen_clock, send_now):
     limit = _count(PASSWORD_RESET_EMAIL_RATES, "/15m")
     for n in range(limit):
-        assert client.post(RESET, {"email": "maria@example.com"}, REMOTE_ADDR=f"10.3.0.{n}").status_code == 200
-    blocked = client.post(RESET, {"email": "Maria@example.com"}, REMOTE_ADDR="10.3.1.1")
+        assert send_now(client, {"email": "maria@example.com"}, REMOTE_ADDR=f"10.3.0.{n}").status_code == 200
+    blocked = send_now(client, {"email": "Maria@example.com"}, REMOTE_ADDR="10.3.1.1")
     assert blocked.status_code == 429 and "Too many tries" in blocked.content.decode()
-    assert client.post(RESET, {"email": "other@example.com"}, REMOTE_ADDR="10.3.1.1").status_code == 200
+    assert send_now(client, {"email": "other@example.com"}, REMOTE_ADDR="10.3.1.1").status_code == 200
     assert EmailLog.objects.filter(to_email="maria@example.com").count() == limit
 
 
@@ -171,3 +173,57 @@ def test_reset_requests_are_limited_per_ip(client, frozen_clock):
         assert client.post(RESET, {"email": f"a{n}@example.com"}, REMOTE_ADDR="10.4.0.1").status_code == 200
     assert client.post(RESET, {"email": "b@example.com"}, REMOTE_ADDR="10.4.0.1").status_code == 429
     assert client.post(RESET, {"email": "b@example.com"}, REMOTE_ADDR="10.4.0.2").status_code == 200
+
+
+# --- Same work whatever the address -------------------------------------------------------------
+
+def test_known_and_unknown_addresses_cost_the_request_the_same_work(
+    client, customer, django_capture_on_commit_callbacks, django_assert_num_queries, monkeypatch,
+):
+    """Timing must not tell who has an account: the request runs the same queries (none at all)
+    and enqueues one task of one shape, whatever the address; the task does the looking up."""
+    enqueued = []
+    monkeypatch.setattr(password_reset_emails_send, "delay", lambda *args, **kwargs: enqueued.append((args, kwargs)))
+
+    def request(email):
+        with django_assert_num_queries(0), django_capture_on_commit_callbacks(execute=True) as callbacks:
+            assert client.post(RESET, {"email": email}).status_code == 200
+        return len(callbacks)
+
+    assert request(" Maria@Example.com ") == request("nobody@example.com") == 1
+
+    [(known_args, known_kwargs), (unknown_args, unknown_kwargs)] = enqueued
+    assert known_kwargs == unknown_kwargs == {}
+    assert (known_args[0], unknown_args[0]) == ("maria@example.com", "nobody@example.com")  # normalised
+    assert re.fullmatch(r"[0-9a-f]{32}", known_args[1]) and re.fullmatch(r"[0-9a-f]{32}", unknown_args[1])
+    assert known_args[1] != unknown_args[1]
+    assert EmailLog.objects.count() == 0 and mail.outbox == []
+
+
+def test_the_task_emails_the_known_address_and_nothing_for_an_unknown_one(customer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert password_reset_emails_send.delay("maria@example.com", "a" * 32).get() == 1
+        assert password_reset_emails_send.delay("nobody@example.com", "b" * 32).get() == 0
+    assert [m.to for m in mail.outbox] == [["maria@example.com"]]
+    assert "/portal/password-reset/" in reset_link_from(mail.outbox[0])
+
+
+def test_a_redelivered_task_sends_the_email_once(customer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert password_reset_emails_send("maria@example.com", "c" * 32) == 1
+        assert password_reset_emails_send("maria@example.com", "c" * 32) == 0  # the broker delivered it again
+    assert EmailLog.objects.filter(kind=EmailLog.Kind.PASSWORD_RESET).count() == 1 and len(mail.outbox) == 1
+    # A new request is a new email.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert password_reset_emails_send("maria@example.com", "d" * 32) == 1
+    assert len(mail.outbox) == 2
+
+
+def test_a_broker_that_is_down_still_gets_the_same_page(client, customer, django_capture_on_commit_callbacks, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(password_reset_emails_send, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(RESET, {"email": "maria@example.com"})
+    assert response.status_code == 200 and b"Check your email" in response.content
