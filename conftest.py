@@ -36,6 +36,24 @@ def _clear_cache():
     _clear_own_cache()
 
 
+@pytest.fixture(autouse=True)
+def error_mail_handler():
+    """The configured ThrottledAdminEmailHandler (mails to ADMINS), fresh for each test: it counts
+    in process memory, and one test's errors must not hold back the next's."""
+    import logging
+
+    from webmagic.errorreports import ThrottledAdminEmailHandler
+
+    handler = next((h for h in logging.getLogger("django").handlers if isinstance(h, ThrottledAdminEmailHandler)), None)
+    if handler is None:  # logging configured some other way by the test run
+        yield None
+        return
+    handler.reset()
+    clock, include_html = handler.clock, handler.include_html
+    yield handler
+    handler.clock, handler.include_html = clock, include_html
+
+
 @pytest.fixture
 def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("boss@webmagic.test", "correct horse battery staple")

@@ -1,8 +1,9 @@
 """Keep token links out of logs (DESIGN: logs never carry full tokens).
 
 Set-password, reset and verification links, recovery and unsubscribe links and success-page
-session ids are capabilities: whoever reads them in a log could use them. Django's request log
-(4xx/5xx lines name the path) and gunicorn's access log both pass through `redact()`.
+session ids are capabilities: whoever reads them in a log could use them; so is the password in a
+broker, cache or database URL. Django's request log (4xx/5xx lines name the path), gunicorn's
+access log and the error emails to ADMINS (webmagic/errorreports.py) all pass through `redact()`.
 """
 
 import logging
@@ -14,6 +15,8 @@ _PATTERNS = [
     (re.compile(r"(/portal/(?:set-password|password-reset|verify-email)/)[^/\s\"?]+/[^/\s\"?]+"), r"\1[redacted]/[redacted]"),
     (re.compile(r"(/checkout/(?:recover|unsubscribe)/)[^/\s\"?]+"), r"\1[redacted]"),
     (re.compile(r"(session=)[^&\s\"]+"), r"\1[redacted]"),
+    # The password in a URL (scheme://user:password@host): broker, cache and database URLs.
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']+@", re.IGNORECASE), r"\1[redacted]@"),
 ]
 
 

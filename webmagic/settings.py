@@ -243,6 +243,11 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# Error reports (the mails to ADMINS, the DEBUG error page) hide URL/broker/database settings,
+# passwords inside URLs and token links too, not only Django's API/KEY/SECRET/PASS names.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "webmagic.errorreports.RedactingExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "webmagic.errorreports.RedactingExceptionReporter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -254,8 +259,11 @@ LOGGING = {
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
-        "mail_admins": {"class": "django.utils.log.AdminEmailHandler", "level": "ERROR",
-                        "filters": ["require_debug_false", "redact_tokens"]},
+        # Django's error mails, without secrets or token links, and without a flood during an
+        # outage: each distinct error once per 15 minutes, at most 20 mails an hour per process.
+        "mail_admins": {"class": "webmagic.errorreports.ThrottledAdminEmailHandler", "level": "ERROR",
+                        "filters": ["require_debug_false", "redact_tokens"],
+                        "per_error_minutes": 15, "max_per_hour": 20},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

@@ -25,7 +25,3 @@ def cache_unreachable(settings) -> None:
     with pytest.raises(RedisConnectionError):
         cache.get("anything")
 
-
-def error_records(caplog) -> list:
-    """ERROR records are what the mail_admins handler would send."""
-    return [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]

@@ -14,6 +14,8 @@ from webmagic.logredact import GunicornLogger, RedactTokensFilter, redact
         ("Conflict: /checkout/recover/0f1e2d3c4b5a69788796a5b4c3d2e1f0:SIGNATURE123/", "SIGNATURE123"),
         ("GET /checkout/unsubscribe/abc:DEF/", "abc:DEF"),
         ("GET /checkout/success/?session=9b2f6c1e-4d7a-4a51-8f0e-2c6b1d9e7a30 200", "9b2f6c1e-4d7a"),
+        ("Cannot connect to redis://:s3cret-pass@redis.internal:6379/0: refused", "s3cret-pass"),
+        ("DATABASE_URL=postgres://app:p%40ss-word@db.internal/webmagic", "p%40ss-word"),
     ],
 )
 def test_token_links_are_redacted(line, secret):
@@ -22,6 +24,7 @@ def test_token_links_are_redacted(line, secret):
 
 def test_ordinary_paths_are_left_alone():
     assert redact("GET /sites/la-plumbing-pros/purchase/ 200") == "GET /sites/la-plumbing-pros/purchase/ 200"
+    assert redact("http://localhost:8000/path@x and https://user@host/") == "http://localhost:8000/path@x and https://user@host/"
 
 
 def test_the_logging_filter_redacts_djangos_request_lines():
