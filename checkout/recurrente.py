@@ -7,11 +7,13 @@ no RECURRENTE_SECRET_KEY is configured outside production.
 import logging
 from datetime import UTC, datetime
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from urllib3.exceptions import NewConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,21 @@ class RecurrenteNotFound(RecurrenteError):
 
 
 class RecurrenteUnavailable(RecurrenteError):
-    """Timeouts, connection errors and 5xx: Recurrente may be fine a little later."""
+    """Timeouts, connection errors and 5xx: Recurrente may be fine a little later.
+
+    Unless it is the subclass RecurrenteNotSent, the request may have reached Recurrente and been
+    acted on (a read timeout, a connection dropped after sending, a 5xx): for a call that moves
+    money, the outcome is unknown."""
+
+
+class RecurrenteNotSent(RecurrenteUnavailable):
+    """The request certainly never reached Recurrente: the connection could not be made (refused,
+    DNS failure, connect timeout). Nothing can have happened on Recurrente's side."""
+
+
+class RecurrenteRedirect(RecurrenteError):
+    """A 3xx answer. The API never redirects; following one would send our secret key to wherever
+    it points, so it is never followed. A POST may have been acted on before the redirect."""
 
 
 class RecurrenteClient:
@@ -79,10 +95,20 @@ class RecurrenteClient:
     def _request(self, method: str, path: str, **kwargs) -> dict:
         url = self.base_url + path
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            # Never follow a redirect: requests would resend the X-SECRET-KEY header to any host.
+            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except requests.ConnectTimeout as exc:
+            logger.warning("recurrente %s %s: could not connect in time", method, path)
+            raise RecurrenteNotSent("Could not connect to Recurrente in time; the request was not sent") from exc
         except requests.Timeout as exc:
             logger.warning("recurrente %s %s timed out", method, path)
             raise RecurrenteUnavailable("Recurrente did not answer in time") from exc
+        except requests.ConnectionError as exc:
+            if _connection_never_made(exc):
+                logger.warning("recurrente %s %s: could not connect (%s)", method, path, type(exc.args[0].reason).__name__)
+                raise RecurrenteNotSent("Could not connect to Recurrente; the request was not sent") from exc
+            logger.warning("recurrente %s %s: connection failed (%s)", method, path, type(exc).__name__)
+            raise RecurrenteUnavailable("The connection to Recurrente failed") from exc
         except requests.RequestException as exc:
             logger.warning("recurrente %s %s failed: %s", method, path, type(exc).__name__)
             raise RecurrenteUnavailable("Could not reach Recurrente") from exc
@@ -96,6 +122,11 @@ class RecurrenteClient:
             data = {}
         if not isinstance(data, dict):
             data = {}
+        if 300 <= response.status_code < 400:
+            # Only the target's host is logged: the request's headers (our key) never are.
+            target = urlsplit(response.headers.get("Location", "")).hostname or "no location"
+            logger.warning("recurrente %s %s answered %s to %s; not followed", method, path, response.status_code, target)
+            raise RecurrenteRedirect("Recurrente answered with a redirect, not followed", status=response.status_code)
         if response.status_code < 400:
             return data
         message = str(data.get("message") or response.reason or "error")[:300]
@@ -123,6 +154,13 @@ def recurrente_time(value) -> datetime | None:
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed
+
+
+def _connection_never_made(exc: requests.ConnectionError) -> bool:
+    """True when urllib3 failed to open the connection (refused, DNS, unreachable), so no byte of
+    the request left. A connection dropped after sending (ProtocolError) is not such a case."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _path_id(value: str) -> str:

@@ -1,6 +1,8 @@
 """The Recurrente client against an HTTP-level fake (responses) answering with the fixtures' shapes."""
 
 import json
+import socket
+import threading
 
 import pytest
 import requests
@@ -11,6 +13,8 @@ from checkout.recurrente import (
     RecurrenteClient,
     RecurrenteError,
     RecurrenteNotFound,
+    RecurrenteNotSent,
+    RecurrenteRedirect,
     RecurrenteUnavailable,
     RecurrenteValidationError,
 )
@@ -139,3 +143,97 @@ def test_recurrente_times_are_always_aware():
     assert recurrente_time("2026-11-20T10:14:05.398-06:00") == datetime(2026, 11, 20, 16, 14, 5, 398000, tzinfo=UTC)
     assert recurrente_time("2026-11-20T10:14:05") == datetime(2026, 11, 20, 10, 14, 5, tzinfo=UTC)  # no offset: UTC
     assert recurrente_time("2026-13-45T99:00:00") is None and recurrente_time(None) is None and recurrente_time(5) is None
+
+
+# --- Redirects are never followed -----------------------------------------------------------------
+
+@responses.activate
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_is_never_followed_and_raises(client, caplog, status):
+    responses.post(f"{BASE}/refunds", status=status, headers={"Location": "https://collector.example/steal"})
+    elsewhere = [responses.post("https://collector.example/steal"), responses.get("https://collector.example/steal")]
+    with pytest.raises(RecurrenteRedirect) as info:
+        client.create_refund(payment_intent_id="pa_ttr2w9xk")
+    assert info.value.status == status
+    assert len(responses.calls) == 1 and all(target.call_count == 0 for target in elsewhere)
+    assert "collector.example" in caplog.text and "sk_test_secret" not in caplog.text
+
+
+def test_every_call_asks_requests_not_to_follow_redirects(client, monkeypatch):
+    seen = []
+
+    def fake_request(method, url, **kwargs):
+        seen.append((method, kwargs.get("allow_redirects")))
+        raise requests.ReadTimeout()
+
+    monkeypatch.setattr(client.session, "request", fake_request)
+    calls = [
+        lambda: client.create_checkout({"items": []}), lambda: client.get_checkout("ch_1"),
+        lambda: client.get_subscription("su_1"), lambda: client.cancel_subscription("su_1"),
+        lambda: client.create_refund(payment_intent_id="pa_1"), lambda: client.get_refund("re_1"),
+    ]
+    for call in calls:
+        with pytest.raises(RecurrenteUnavailable):
+            call()
+    assert seen == [(m, False) for m in ("POST", "GET", "GET", "DELETE", "POST", "GET")]
+
+
+# --- Not sent, or maybe acted on ------------------------------------------------------------------
+# A call that moves money needs to know whether Recurrente can have seen it: only a connection that
+# was never made (refused, DNS, connect timeout) is RecurrenteNotSent.
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_refused_connection_is_not_sent():
+    local = RecurrenteClient(base_url=f"http://127.0.0.1:{_closed_port()}/api", secret_key="sk_test_secret")
+    with pytest.raises(RecurrenteNotSent):
+        local.create_refund(payment_intent_id="pa_ttr2w9xk")
+
+
+def test_a_connection_dropped_after_sending_may_have_been_acted_on():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    received = []
+
+    def hang_up():
+        conn, _ = server.accept()
+        received.append(conn.recv(65536))  # Recurrente got the request, then the line dropped
+        conn.close()
+
+    thread = threading.Thread(target=hang_up)
+    thread.start()
+    local = RecurrenteClient(base_url=f"http://127.0.0.1:{server.getsockname()[1]}/api", secret_key="sk_test_secret")
+    try:
+        with pytest.raises(RecurrenteUnavailable) as info:
+            local.create_refund(payment_intent_id="pa_ttr2w9xk")
+    finally:
+        thread.join(5)
+        server.close()
+    assert b"POST /api/refunds" in received[0]
+    assert not isinstance(info.value, RecurrenteNotSent)
+
+
+def _dns_failure() -> requests.ConnectionError:
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    reason = NameResolutionError("app.recurrente.com", None, socket.gaierror(-2, "Name or service not known"))
+    return requests.ConnectionError(MaxRetryError(None, "/api/refunds", reason))
+
+
+@responses.activate
+@pytest.mark.parametrize("fault, not_sent", [
+    (requests.ConnectTimeout("connect timed out"), True),
+    ("dns", True),
+    (requests.ReadTimeout("read timed out"), False),
+    (requests.ConnectionError("Connection aborted."), False),
+])
+def test_which_failures_are_certainly_not_sent(client, fault, not_sent):
+    responses.post(f"{BASE}/refunds", body=_dns_failure() if fault == "dns" else fault)
+    with pytest.raises(RecurrenteUnavailable) as info:
+        client.create_refund(payment_intent_id="pa_ttr2w9xk")
+    assert isinstance(info.value, RecurrenteNotSent) is not_sent
