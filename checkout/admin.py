@@ -6,7 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from webmagic.admin import ReadOnlyAdmin
+from webmagic.admin import NeverDeleted, ReadOnlyAdmin
 
 from .models import CheckoutSession, Payment, ReconcileRun, Refund, Subscription
 from .services import recovery, refunds, staff
@@ -16,7 +16,7 @@ PERSONAL_DATA = ["customer_name", "customer_email", "ip_address", "user_agent", 
 
 
 @admin.register(CheckoutSession)
-class CheckoutSessionAdmin(admin.ModelAdmin):
+class CheckoutSessionAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = ["id", "site", "kind", "status", "customer_email", "amount", "created_at", "reminder_sent_at", "completed_at"]
     list_filter = ["status", "kind", ("reminder_sent_at", admin.EmptyFieldListFilter), "discount_percent"]
     search_fields = ["customer_email", "recurrente_checkout_id", "site__slug", "recovery_code"]
@@ -55,7 +55,7 @@ class FlaggedFirst(admin.SimpleListFilter):
     parameter_name = "attention"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Flagged, not refunded")]
+        return [("yes", "Flagged, not refunded, or refund outcome unknown")]
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
@@ -76,7 +76,7 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = ["recurrente_payment_id", "attention", "site", "kind", "amount", "currency", "status", "paid_at", "user"]
     list_filter = [FlaggedFirst, "status", "flag", "kind", "currency"]
     search_fields = ["recurrente_payment_id", "recurrente_intent_id", "recurrente_checkout_id", "site__slug", "user__email"]
@@ -86,14 +86,17 @@ class PaymentAdmin(admin.ModelAdmin):
     readonly_fields = [
         "recurrente_payment_id", "recurrente_intent_id", "recurrente_checkout_id", "kind", "site", "user",
         "checkout_session", "subscription", "amount", "currency", "status", "payment_method", "card_last4", "paid_at",
-        "refunded_at", "recurrente_refund_id", "created_at", "updated_at",
+        "refunded_at", "recurrente_refund_id", "refund_outcome_unknown_since", "created_at", "updated_at",
     ]
     inlines = [RefundInline]
-    actions = ["refund"]
+    actions = ["refund", "refund_outcome_none"]
 
     def get_queryset(self, request):
-        # Flagged payments still holding the money come first: they are the ones staff must act on.
-        needs_attention = ~Q(flag=Payment.Flag.NONE) & Q(status=Payment.Status.SUCCEEDED)
+        # Flagged payments still holding the money come first, and so do refunds whose outcome is
+        # unknown: they are the ones staff must act on.
+        needs_attention = (~Q(flag=Payment.Flag.NONE) & Q(status=Payment.Status.SUCCEEDED)) | Q(
+            refund_outcome_unknown_since__isnull=False
+        )
         # (ModelAdmin.get_queryset orders before we could annotate, hence the manager directly.)
         return Payment._default_manager.annotate(
             attention_rank=Case(When(needs_attention, then=Value(0)), default=Value(1), output_field=IntegerField())
@@ -107,6 +110,8 @@ class PaymentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Flag", ordering="attention_rank")
     def attention(self, payment):
+        if payment.refund_outcome_unknown_since:
+            return "Refund outcome unknown: check Recurrente's dashboard"
         if not payment.flag:
             return "—"
         label = payment.get_flag_display()
@@ -119,15 +124,25 @@ class PaymentAdmin(admin.ModelAdmin):
                 result = refunds.payment_refund_request(payment_id=payment_id, staff_user=request.user)
             except refunds.RefundRefused as exc:
                 self.message_user(request, f"Not refunded: {exc}", messages.WARNING)
-            except refunds.RefundFailed as exc:
+            except (refunds.RefundFailed, refunds.RefundOutcomeUnknown) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 done = result.refund is not None and result.refund.status in (Refund.Status.SUCCEEDED, Refund.Status.PENDING)
                 self.message_user(request, result.message(), messages.SUCCESS if done else messages.WARNING)
 
+    @admin.action(description="Refund outcome checked: no refund was made (seen in Recurrente's dashboard)",
+                  permissions=["change"])
+    def refund_outcome_none(self, request, queryset):
+        for payment_id, reference in queryset.values_list("pk", "recurrente_payment_id"):
+            if refunds.payment_refund_outcome_none(payment_id=payment_id, staff_user=request.user):
+                self.message_user(request, f"{reference}: recorded that no refund was made; it can be refunded again.",
+                                  messages.SUCCESS)
+            else:
+                self.message_user(request, f"{reference}: no refund with an unknown outcome; nothing changed.", messages.WARNING)
+
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = ["recurrente_subscription_id", "site", "user", "status", "current_period_end", "cancel_requested_at",
                     "last_event_at", "created_at"]
     list_filter = ["status", ("cancel_requested_at", admin.EmptyFieldListFilter)]
@@ -186,7 +201,7 @@ class DashboardRefundForm(forms.Form):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(NeverDeleted, admin.ModelAdmin):
     """Read-only: every change comes from Recurrente's answers (request, poll, webhook) or from
     "Record a dashboard refund", which reads the refund from Recurrente first."""
 
@@ -201,9 +216,6 @@ class RefundAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # recorded through the "record" view below, which asks Recurrente first
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # money records are never deleted
 
     def get_urls(self):
         record = path("record/", self.admin_site.admin_view(self.record_view), name="checkout_refund_record")

@@ -28,8 +28,10 @@ class CheckoutSession(UUIDModel):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.INITIATED)
     customer_name = models.CharField(max_length=200)
     customer_email = models.EmailField(max_length=254, db_index=True, help_text="Normalised (trimmed, lower-case)")
+    # PROTECT on every link from a money record: deleting a customer (or another money record)
+    # must never silently cut who paid, for what, from the books. Accounts are deactivated instead.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkout_sessions"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="checkout_sessions"
     )
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3, default="USD")
@@ -62,7 +64,7 @@ class CheckoutSession(UUIDModel):
     recovery_code = models.CharField(max_length=40, blank=True, db_index=True)
     discount_percent = models.PositiveSmallIntegerField(default=0)
     recovered_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="recovery_checkouts",
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="recovery_checkouts",
         help_text="The abandoned session whose reminder led to this checkout",
     )
 
@@ -116,10 +118,10 @@ class Subscription(TimeStampedModel):
     recurrente_subscription_id = models.CharField(max_length=64, unique=True)
     site = models.ForeignKey("sites.Site", on_delete=models.PROTECT, related_name="subscriptions")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="subscriptions"
     )
     checkout_session = models.ForeignKey(
-        CheckoutSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions"
+        CheckoutSession, null=True, blank=True, on_delete=models.PROTECT, related_name="subscriptions"
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
     amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("95.00"))
@@ -171,13 +173,13 @@ class Payment(TimeStampedModel):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     site = models.ForeignKey("sites.Site", on_delete=models.PROTECT, related_name="payments")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
     )
     checkout_session = models.ForeignKey(
-        CheckoutSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
+        CheckoutSession, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
     )
     subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
     )
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3)
@@ -197,6 +199,12 @@ class Payment(TimeStampedModel):
     recorded_from = models.CharField(max_length=16, choices=Source.choices, default=Source.WEBHOOK)
     # The re_… id of the refund in force (pending or succeeded); its history is in `refunds`.
     recurrente_refund_id = models.CharField(max_length=64, blank=True)
+    # Set when a refund request got no clear answer (timeout, connection dropped after sending,
+    # 5xx): Recurrente may have refunded it. No refund is requested again until staff resolve it
+    # by recording the dashboard refund, or by saying no refund was made.
+    refund_outcome_unknown_since = models.DateTimeField(
+        null=True, blank=True, help_text="A refund request's outcome is unknown: check Recurrente's dashboard",
+    )
 
     class Meta:
         ordering = ["-paid_at"]
@@ -238,7 +246,7 @@ class Refund(TimeStampedModel):
     )
     currency = models.CharField(max_length=3, blank=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="refunds_requested"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="refunds_requested"
     )
     recurrente_created_at = models.DateTimeField(null=True, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)

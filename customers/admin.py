@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
+from webmagic.admin import MoneyRecordsProtect
+
 from . import services
 from .models import CustomerUser
 
@@ -19,7 +21,9 @@ class CustomerChangeForm(UserChangeForm):
 
 
 @admin.register(CustomerUser)
-class CustomerUserAdmin(UserAdmin):
+class CustomerUserAdmin(MoneyRecordsProtect, UserAdmin):
+    protected_delete_hint = ("An account that paid, started a checkout, owns a site or asked for a refund is never "
+                             "deleted: the money records name it. To close it, untick \u201cActive\u201d instead.")
     form = CustomerChangeForm
     add_form = CustomerCreationForm
     ordering = ["-created_at"]

@@ -8,6 +8,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from customers.models import CustomerUser, normalize_email_address
+from webmagic.admin import MoneyRecordsProtect
 
 from . import services
 from .domains import verified_hosts_forget
@@ -65,7 +66,9 @@ class SiteVersionInline(admin.TabularInline):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(MoneyRecordsProtect, admin.ModelAdmin):
+    protected_delete_hint = ("A site with checkouts, payments or subscriptions is never deleted: they are its money "
+                             "history and name it. To give it to someone else, use \u201cTransfer ownership\u201d.")
     list_display = ["slug", "business_name", "status", "owner", "purchase_amount", "monthly_amount", "purchased_at", "created_at"]
     list_filter = ["status", "business_type"]
     search_fields = ["slug", "business_name", "owner__email", "business_email"]

@@ -3,14 +3,14 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from webmagic.admin import ReadOnlyAdmin
+from webmagic.admin import NeverDeleted, ReadOnlyAdmin
 
 from . import services
 from .models import WebhookEvent, WebhookRejection
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = ["delivery_id", "event_type", "object_id", "status", "attempts", "short_error", "received_at", "processed_at"]
     list_filter = ["status", "event_type", "live_mode"]
     search_fields = ["delivery_id", "object_id", "event_type"]

@@ -7,8 +7,35 @@ admin.site.site_header = "WebMagic staff"
 admin.site.site_title = "WebMagic staff"
 
 
+class NeverDeleted:
+    """Money and dedupe records are never deleted, by anyone (superusers too), from admin: no
+    delete link, no bulk "delete selected" action (Django drops it without this permission), and
+    the delete URL answers 403. What a row should no longer do is a status set by the services."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class MoneyRecordsProtect:
+    """For rows that money records point to (a site, an account). Those links are PROTECT, so
+    such a delete is always refused; say so by naming the records, as Django does for protected
+    objects, instead of its "you lack permission to delete payments" (which reads as if a
+    permission could allow it), and tell staff what to do instead."""
+
+    protected_delete_hint = ""
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if protected:
+            # Still refused: Django's delete views never delete while anything is protected.
+            perms_needed = set()
+            if self.protected_delete_hint:
+                messages.warning(request, self.protected_delete_hint)
+        return to_delete, model_count, perms_needed, protected
+
+
 @admin.register(EmailLog)
-class EmailLogAdmin(admin.ModelAdmin):
+class EmailLogAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = ["kind", "to_email", "subject", "status", "attempts", "sent_at", "opened_at", "clicked_at", "created_at"]
     list_filter = ["kind", "status", ("opened_at", admin.EmptyFieldListFilter), ("clicked_at", admin.EmptyFieldListFilter)]
     search_fields = ["to_email", "subject", "provider_message_id", "dedupe_key"]
@@ -33,10 +60,7 @@ class EmailLogAdmin(admin.ModelAdmin):
         return self.has_view_permission(request)
 
     def has_change_permission(self, request, obj=None):
-        return False  # a record of what happened: Brevo's tracking and the send task write it
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return False  # a record of what happened (and its dedupe keys): Brevo's tracking and the send task write it
 
 
 @admin.register(EmailSuppression)
@@ -47,22 +71,27 @@ class EmailSuppressionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["created_at"]
 
+    # A person's own opt-out (link, one-click, spam complaint) is their consent record: removing or
+    # rewriting it would mail them reminders they refused. Only an address staff added can go.
+    def has_change_permission(self, request, obj=None):
+        return (obj is None or obj.source == EmailSuppression.Source.STAFF) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return (obj is None or obj.source == EmailSuppression.Source.STAFF) and super().has_delete_permission(request, obj)
+
     def save_model(self, request, obj, form, change):
         # Lookups compare normalised addresses; a staff typo in case must not create a second row.
         obj.email = obj.email.strip().lower()
         super().save_model(request, obj, form, change)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NeverDeleted, admin.ModelAdmin):
     """A record of what happened, written by the app only."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False
 
 

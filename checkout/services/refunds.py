@@ -16,6 +16,14 @@ The HTTP call for a new refund is made with no row locked. Two staff members cli
 once are kept from sending two requests by a short in-flight marker in the shared cache; a payment
 that already has a pending or succeeded refund is refused before Recurrente is asked, and the
 database refuses a second live refund per payment whatever races.
+
+A request that gets no clear answer (a read timeout, a connection dropped after sending, a 5xx, a
+redirect) may have been acted on: Recurrente's answer was the only link to the refund, and the
+refund object names no payment, so nothing can be polled. The payment is marked
+`refund_outcome_unknown_since` and no refund is asked for again until staff resolve it from
+Recurrente's dashboard: recording the refund they find there ("Record a dashboard refund"), or
+saying no refund was made (`payment_refund_outcome_none`). A connection that was never made
+(refused, DNS, connect timeout) changed nothing and is reported as such.
 """
 
 import logging
@@ -29,7 +37,15 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 
 from checkout.models import Payment, Refund
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, RecurrenteValidationError, recurrente_client
+from checkout.recurrente import (
+    RecurrenteError,
+    RecurrenteNotFound,
+    RecurrenteNotSent,
+    RecurrenteRedirect,
+    RecurrenteUnavailable,
+    RecurrenteValidationError,
+    recurrente_client,
+)
 from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
@@ -52,6 +68,19 @@ class RefundRefused(Exception):
 
 class RefundFailed(Exception):
     """Recurrente did not accept the refund; nothing was changed. Message for staff."""
+
+
+class RefundOutcomeUnknown(Exception):
+    """Recurrente may or may not have refunded: the payment is marked and blocked until staff
+    check the dashboard. Message for staff."""
+
+
+# How staff resolve an unknown outcome; repeated wherever they are told about one.
+UNKNOWN_OUTCOME_HOW_TO = (
+    "Check the payment in Recurrente's dashboard. If it was refunded there, record that refund here "
+    "(Refunds → Record a dashboard refund, with its re_ id); if it was not, select the payment and use "
+    "\"Refund outcome checked: no refund was made\". Until then it cannot be refunded again from here."
+)
 
 
 # --- Staff asks for a refund ---------------------------------------------------------------------
@@ -77,13 +106,17 @@ class RefundRequestResult:
 
 def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResult:
     """Ask Recurrente to refund the payment in full and apply its answer. Raises RefundRefused or
-    RefundFailed (nothing changed)."""
+    RefundFailed (nothing changed), or RefundOutcomeUnknown (the payment is marked and blocked)."""
     payment = Payment.objects.get(pk=payment_id)
     _refundable_or_raise(payment)
     marker = f"refund-in-flight:{payment.pk}"
     if not cache.add(marker, staff_user.pk if staff_user else 0, timeout=IN_FLIGHT_SECONDS):
         raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
     try:
+        # Read again under the marker: a request that finished between our first read and the
+        # marker (perhaps leaving the outcome unknown) has committed what it learnt by now.
+        payment = Payment.objects.get(pk=payment_id)
+        _refundable_or_raise(payment)
         kwargs = _refund_target(payment)
         answer = _refund_post(payment=payment, kwargs=kwargs, staff_user=staff_user)
         try:
@@ -129,6 +162,19 @@ def _refund_target(payment: Payment) -> dict:
 def _refund_post(*, payment: Payment, kwargs: dict, staff_user) -> dict:
     try:
         return recurrente_client().create_refund(**kwargs)
+    except RecurrenteNotSent as exc:
+        logger.warning("payment %s: refund request not sent (%s)", payment.pk, type(exc).__name__)
+        raise RefundFailed(
+            f"Could not reach Recurrente to refund {payment.recurrente_payment_id} ({exc}). Nothing was changed; "
+            "try again later."
+        ) from exc
+    except (RecurrenteUnavailable, RecurrenteRedirect) as exc:
+        if exc.status == 429:  # refused before it was looked at: nothing happened
+            raise RefundFailed(
+                f"Recurrente is busy (HTTP 429) and did not refund {payment.recurrente_payment_id}. Nothing was changed; "
+                "try again later."
+            ) from exc
+        raise _refund_outcome_unknown_record(payment=payment, staff_user=staff_user, error=exc) from exc
     except RecurrenteValidationError as exc:
         details = "; ".join(f"{name}: {', '.join(map(str, problems))}" for name, problems in exc.errors.items()
                             if isinstance(problems, list))
@@ -153,6 +199,49 @@ def _refund_post(*, payment: Payment, kwargs: dict, staff_user) -> dict:
         ) from exc
     except ValueError as exc:  # a malformed id refused by the client before any request
         raise RefundFailed(f"Could not refund {payment.recurrente_payment_id}: {exc}.") from exc
+
+
+def _refund_outcome_unknown_record(*, payment: Payment, staff_user, error: RecurrenteError) -> RefundOutcomeUnknown:
+    """The request may have reached Recurrente and been acted on, and nothing tells us (the refund
+    object, which names no payment, was the answer we lost). Mark the payment so no second refund
+    is asked for, tell staff how to find out, and return the error to raise."""
+    reason = f"{error}" + (f" (HTTP {error.status})" if error.status else "")
+    now = timezone.now()
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment.pk)
+        if payment.status == Payment.Status.SUCCEEDED and payment.refund_outcome_unknown_since is None:
+            payment.refund_outcome_unknown_since = now
+            payment.flag_note = _note(payment, f"refund requested by staff {getattr(staff_user, 'pk', None)}: no clear "
+                                               f"answer from Recurrente ({reason}), outcome unknown")
+            payment.save(update_fields=["refund_outcome_unknown_since", "flag_note", "updated_at"])
+        email_alert_staff(
+            subject=f"Refund of {payment.recurrente_payment_id}: outcome unknown",
+            body=(f"A refund of payment {payment.recurrente_payment_id} ({format_money(payment.amount, payment.currency)}, "
+                  f"site {payment.site.slug}) was requested at {now:%Y-%m-%d %H:%M} UTC, but Recurrente gave no clear "
+                  f"answer: {reason}. It may or may not have refunded the payment.\n{UNKNOWN_OUTCOME_HOW_TO}"),
+            dedupe_key=f"refund-unknown:{payment.recurrente_payment_id}:{now:%Y%m%d%H%M%S}",
+        )
+    logger.error("payment %s: refund requested by staff %s got no clear answer (%s); outcome unknown",
+                 payment.pk, getattr(staff_user, "pk", None), type(error).__name__)
+    return RefundOutcomeUnknown(
+        f"The refund of {payment.recurrente_payment_id} got no clear answer from Recurrente ({reason}): the outcome is "
+        f"unknown, Recurrente may or may not have refunded it. {UNKNOWN_OUTCOME_HOW_TO}"
+    )
+
+
+def payment_refund_outcome_none(*, payment_id: int, staff_user) -> bool:
+    """Staff checked Recurrente's dashboard after an unknown outcome and found no refund: the
+    payment can be refunded again. False if its outcome was not unknown (nothing changed)."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update(of=("self",)).get(pk=payment_id)
+        if payment.refund_outcome_unknown_since is None:
+            return False
+        payment.refund_outcome_unknown_since = None
+        payment.flag_note = _note(payment, f"staff {getattr(staff_user, 'pk', None)} checked Recurrente: no refund was made")
+        payment.save(update_fields=["refund_outcome_unknown_since", "flag_note", "updated_at"])
+    logger.info("payment %s: unknown refund outcome resolved by staff %s: no refund was made",
+                payment.pk, getattr(staff_user, "pk", None))
+    return True
 
 
 def _refund_untracked(*, payment: Payment, answer_status: str, staff_user) -> RefundRequestResult:
@@ -188,6 +277,11 @@ def _refund_unrecorded(*, payment: Payment, state: RefundState, error: Exception
 
 
 def _refundable_or_raise(payment: Payment) -> None:
+    if payment.refund_outcome_unknown_since is not None:
+        raise RefundRefused(
+            f"A refund of {payment.recurrente_payment_id} requested at {payment.refund_outcome_unknown_since:%Y-%m-%d %H:%M} "
+            f"UTC got no clear answer, so Recurrente may already have refunded it. {UNKNOWN_OUTCOME_HOW_TO}"
+        )
     if payment.status == Payment.Status.REFUNDED:
         raise RefundRefused(f"{payment.recurrente_payment_id} is already refunded.")
     if payment.status == Payment.Status.REFUND_PENDING or payment.recurrente_refund_id:
@@ -414,6 +508,12 @@ def _payment_follow_refund(*, payment: Payment, refund: Refund, now: datetime, n
     failed refund acts only as news and only on the payment it holds, so a late or replayed
     answer about an old refund never reopens a payment that a newer refund is in flight for."""
     re_id = refund.recurrente_refund_id
+    if news and payment.refund_outcome_unknown_since is not None:
+        # Staff found this refund in the dashboard after a request with no clear answer: that was
+        # the unknown, whatever the refund's state (a failed one leaves the payment refundable).
+        payment.refund_outcome_unknown_since = None
+        payment.flag_note = _note(payment, f"unknown refund outcome resolved: {re_id} ({refund.status})")
+        payment.save(update_fields=["refund_outcome_unknown_since", "flag_note", "updated_at"])
     if refund.status == Refund.Status.SUCCEEDED:
         if payment.status == Payment.Status.REFUNDED:
             return False

@@ -6,10 +6,12 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 import responses as responses_lib
 from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.utils import timezone
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from checkout.models import CheckoutSession, Payment, Refund, Subscription
 from checkout.services import refunds
@@ -86,8 +88,11 @@ def test_a_422_shows_recurrentes_message_and_changes_nothing(staff_client, recur
     assert cache.get(f"refund-in-flight:{payment.pk}") is None  # a later retry is not blocked
 
 
-def test_recurrente_down_changes_nothing(staff_client, recurrente_api):
-    recurrente_api.add(responses_lib.POST, f"{API}/refunds", status=503, json={"message": "unavailable"})
+def test_recurrente_unreachable_changes_nothing(staff_client, recurrente_api):
+    # The connection was never made, so nothing can have happened (a 503 or a timeout may have
+    # been acted on: test_refund_outcome_unknown.py).
+    refused = requests.ConnectionError(MaxRetryError(None, "/api/refunds", NewConnectionError(None, "Connection refused")))
+    recurrente_api.add(responses_lib.POST, f"{API}/refunds", body=refused)
     payment = PaymentFactory(recurrente_intent_id="in_x0000001")
     notes = act(staff_client, PAYMENTS, "refund", [payment.pk])
     assert notes[0][0] == "error" and "Nothing was changed" in notes[0][1]
