@@ -36,7 +36,7 @@ def check_abandoned_carts() -> dict:
 
 @shared_task(acks_late=True)
 def cleanup_old_abandoned_carts() -> dict:
-    """Daily at 03:00: expire sessions past the recovery window, drop request data after 90 days."""
+    """Daily at 03:00: expire sessions past the recovery window, drop personal data after 90 days."""
     from .services.recovery import abandoned_carts_cleanup
 
     return abandoned_carts_cleanup()

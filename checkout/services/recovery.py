@@ -27,11 +27,11 @@ from hashlib import sha256
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
-from checkout.models import CheckoutSession
+from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
@@ -97,6 +97,12 @@ def unsubscribe_token_email(*, token: str) -> str | None:
     except (signing.BadSignature, ValueError):
         return None
     email = CheckoutSession.objects.filter(pk=session_id).values_list("customer_email", flat=True).first()
+    if not email:
+        # The cleanup removed the buyer from an old attempt; the reminder that carried this link
+        # still says where it went, so unsubscribing keeps working.
+        email = EmailLog.objects.filter(
+            checkout_session_id=session_id, kind=EmailLog.Kind.RECOVERY_REMINDER,
+        ).values_list("to_email", flat=True).first()
     return _normalise(email) if email else None
 
 
@@ -496,12 +502,17 @@ def email_suppression_create(*, email: str, source: str) -> EmailSuppression:
 # --- Cleanup ------------------------------------------------------------------------------------
 
 def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
-    """Daily: close attempts whose recovery chance is over, and drop request data after 90 days.
+    """Daily: close attempts whose recovery chance is over, and drop personal data after 90 days.
 
     An open attempt expires once the reminder could have been sent (delay) and its offer could have
     been used (window): created more than delay + window ago, and, if reminded, reminded more than
     a window ago (a reminder that went out late keeps its full 48 hours). Expiring changes no money:
-    a payment that still arrives completes the session (late completion). Two bulk UPDATEs.
+    a payment that still arrives completes the session (late completion). Three bulk UPDATEs.
+
+    After 90 days every attempt loses its request data (IP, user agent, referrer), and an attempt
+    that never led to money (expired, no payment or subscription names it) also loses the buyer's
+    name and email. What the funnel and the books need stays: site, kind, status, amounts, dates,
+    reminder and recovery links. A paid attempt keeps its buyer (refunds and receipts name them).
     """
     now = now or timezone.now()
     expired = CheckoutSession.objects.filter(
@@ -510,8 +521,16 @@ def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
                     CheckoutSession.Status.ABANDONED],
         created_at__lt=now - recovery_delay() - recovery_window(),
     ).update(status=CheckoutSession.Status.EXPIRED, expired_at=now, updated_at=now)
-    stripped = CheckoutSession.objects.filter(
-        Q(ip_address__isnull=False) | ~Q(user_agent=""), created_at__lt=now - PERSONAL_DATA_RETENTION,
-    ).update(ip_address=None, user_agent="", updated_at=now)
-    logger.info("abandoned-cart cleanup: %s session(s) expired, request data removed from %s", expired, stripped)
-    return {"expired": expired, "stripped": stripped}
+    old = CheckoutSession.objects.filter(created_at__lt=now - PERSONAL_DATA_RETENTION)
+    stripped = old.filter(Q(ip_address__isnull=False) | ~Q(user_agent="") | ~Q(referrer="")).update(
+        ip_address=None, user_agent="", referrer="", updated_at=now,
+    )
+    anonymised = old.filter(
+        ~Q(customer_name="") | ~Q(customer_email=""), status=CheckoutSession.Status.EXPIRED,
+    ).exclude(
+        Exists(Payment.objects.filter(checkout_session=OuterRef("pk")))
+        | Exists(Subscription.objects.filter(checkout_session=OuterRef("pk")))
+    ).update(customer_name="", customer_email="", updated_at=now)
+    logger.info("abandoned-cart cleanup: %s session(s) expired, request data removed from %s, buyer removed from %s",
+                expired, stripped, anonymised)
+    return {"expired": expired, "stripped": stripped, "anonymised": anonymised}
