@@ -78,11 +78,12 @@ def _session_open_or_create(*, site_id, full_name, email, request_context) -> tu
             status=CheckoutSession.Status.CHECKOUT_CREATED
         ).order_by("-created_at").first()
         if open_session:
+            # The stored name is never changed here. This form is unauthenticated and anyone can
+            # type someone else's email: letting the latest submission rename the open checkout
+            # would let a stranger choose the name our reminder greets the buyer with and the
+            # account fulfilment creates. The buyer fixes a misspelling in the portal later.
             if open_session.customer_name != full_name:
-                # The person typing now is the one paying: their spelling of the name wins (the open
-                # checkout may have been started by someone else typing this email).
-                open_session.customer_name = full_name
-                open_session.save(update_fields=["customer_name", "updated_at"])
+                logger.info("checkout session %s reused with a different name; the stored name is kept", open_session.pk)
             return open_session, True
         in_flight = _reusable_sessions(site_id=site_id, email=email).filter(
             status=CheckoutSession.Status.INITIATED, checkout_error="",

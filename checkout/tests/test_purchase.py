@@ -8,6 +8,7 @@ import pytest
 import requests
 import responses as responses_lib
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from checkout.models import CheckoutSession
@@ -224,10 +225,45 @@ def test_concurrent_double_submit_creates_one_checkout(preview_site, recurrente_
     assert CheckoutSession.objects.count() == 1
 
 
-def test_reusing_an_open_checkout_takes_the_name_typed_now(client, preview_site, checkout_created):
-    post(client, {"full_name": "Someone Else", "email": "maria.lopez@example.com"})
+def stranger_posts(data):
+    return Client().post(URL, data, HTTP_USER_AGENT="curl/8.5", REMOTE_ADDR="198.51.100.9")
+
+
+def test_reusing_an_open_checkout_never_changes_the_name_on_it(client, preview_site, checkout_created):
+    # Anyone can type the buyer's email: a second submission must not rename the buyer's checkout
+    # (the name greets them in the reminder and becomes their account's name when they pay).
+    first = post(client)
+    second = stranger_posts({"full_name": "Someone Else", "email": " MARIA.LOPEZ@example.com"})
+    session = CheckoutSession.objects.get()
+    assert session.customer_name == "María López"
+    assert (session.ip_address, session.user_agent) == ("203.0.113.7", "Mozilla/5.0 (iPhone)")  # the buyer's request too
+    # The response is the same either way (no hint that the email has an open checkout).
+    assert second.status_code == first.status_code == 303 and second["Location"] == first["Location"]
+    assert len(sent_checkout_requests(checkout_created)) == 1
+
+
+def test_the_buyers_own_name_reaches_the_reminder_and_the_account_after_a_strangers_submission(
+        client, preview_site, checkout_created, recurrente_checkouts, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from checkout.services.payments import PaymentConfirmation, payment_confirmed_record
+    from checkout.services.recovery import abandoned_carts_check
+    from customers.models import CustomerUser
+
     post(client)
-    assert CheckoutSession.objects.get().customer_name == "María López"
+    stranger_posts({"full_name": "Mr Impostor", "email": "maria.lopez@example.com"})
+    session = CheckoutSession.objects.get()
+    CheckoutSession.objects.filter(pk=session.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert len(abandoned_carts_check().reminded) == 1
+    [reminder] = mail.outbox
+    assert "María López" in reminder.body and "Impostor" not in reminder.body
+
+    with django_capture_on_commit_callbacks(execute=True):
+        payment_confirmed_record(confirmation=PaymentConfirmation(
+            payment_id="pa_buyer0001", amount_cents=49500, currency="USD", checkout_id=session.recurrente_checkout_id,
+        ))
+    assert CustomerUser.objects.get(email="maria.lopez@example.com").full_name == "María López"
 
 
 def test_a_checkout_url_outside_recurrente_is_refused(client, preview_site, recurrente_api):
