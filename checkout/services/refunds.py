@@ -35,6 +35,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from redis.exceptions import RedisError
 
 from checkout.models import Payment, Refund
 from checkout.recurrente import (
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 # Longer than the client's connect + read timeouts, so the marker outlives one Recurrente call.
 IN_FLIGHT_SECONDS = 60
+CACHE_ERRORS = (RedisError,)  # what Django's RedisCache raises when Redis is down or slow
 # Minutes after the request at which a pending refund is asked about, then hourly.
 POLL_SCHEDULE_MINUTES = (2, 5, 15, 60)
 POLL_EVERY_AFTER = timedelta(hours=1)
@@ -110,8 +112,7 @@ def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResul
     payment = Payment.objects.get(pk=payment_id)
     _refundable_or_raise(payment)
     marker = f"refund-in-flight:{payment.pk}"
-    if not cache.add(marker, staff_user.pk if staff_user else 0, timeout=IN_FLIGHT_SECONDS):
-        raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
+    _in_flight_claim_or_raise(marker=marker, payment=payment, staff_user=staff_user)
     try:
         # Read again under the marker: a request that finished between our first read and the
         # marker (perhaps leaving the outcome unknown) has committed what it learnt by now.
@@ -145,7 +146,25 @@ def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResul
                     getattr(staff_user, "pk", None), state.status or "(no status)")
         return RefundRequestResult(refund=refund, payment=payment)
     finally:
-        cache.delete(marker)
+        try:
+            cache.delete(marker)
+        except CACHE_ERRORS:
+            logger.warning("payment %s: refund in-flight marker not removed (cache down); it expires in %ss", payment.pk, IN_FLIGHT_SECONDS)
+
+
+def _in_flight_claim_or_raise(*, marker: str, payment: Payment, staff_user) -> None:
+    """Two staff pressing Refund at once must not send two requests. Without the cache we cannot
+    tell, so nobody refunds until it is back (fail closed: a double refund is money lost)."""
+    try:
+        claimed = cache.add(marker, staff_user.pk if staff_user else 0, timeout=IN_FLIGHT_SECONDS)
+    except CACHE_ERRORS as exc:
+        logger.warning("payment %s: refund refused, the cache is down (%s)", payment.pk, type(exc).__name__)
+        raise RefundRefused(
+            f"Refunds cannot be requested while the cache (Redis) is down: nothing was sent for "
+            f"{payment.recurrente_payment_id}. Try again in a few minutes (/healthz/ shows when the cache is back)."
+        ) from exc
+    if not claimed:
+        raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
 
 
 def _refund_target(payment: Payment) -> dict:

@@ -178,3 +178,16 @@ def test_view_only_staff_cannot_say_no_refund_was_made(client, django_user_model
     assert 'value="refund_outcome_none"' not in viewer_client.get(PAYMENTS).content.decode()
     viewer_client.post(PAYMENTS, {"action": "refund_outcome_none", "_selected_action": [str(payment.pk)]})
     assert unknown_since(payment) is not None
+
+
+def test_with_the_cache_down_a_refund_is_refused_before_anything_is_sent(
+        staff_client, recurrente_api, payment, settings, django_capture_on_commit_callbacks):
+    from webmagic.tests.outage import cache_unreachable
+
+    recurrente_api.add(responses_lib.POST, f"{API}/refunds", json=refund_answer("succeeded"), status=201)
+    cache_unreachable(settings)
+    with django_capture_on_commit_callbacks(execute=True):
+        [(level, text)] = act(staff_client, PAYMENTS, "refund", [payment.pk])  # a message, never a 500
+    assert level == "warning" and "cache (Redis) is down: nothing was sent" in text  # as other refusals
+    assert posts(recurrente_api) == [] and unknown_since(payment) is None
+    assert state(payment) == (Payment.Status.SUCCEEDED, "")
