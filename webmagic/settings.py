@@ -186,7 +186,12 @@ if BREVO_API_KEY:
     ANYMAIL = {
         "BREVO_API_KEY": BREVO_API_KEY,
         "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
+        # (connect, read) seconds: a send holds its email row locked, and a retry must come well
+        # within Brevo's 15-minute memory of the idempotency key.
+        "REQUESTS_TIMEOUT": (5, 25),
     }
+    if env.str("BREVO_API_URL", default=""):
+        ANYMAIL["BREVO_API_URL"] = env.str("BREVO_API_URL")  # a stand-in Brevo (fault tests); Brevo's own by default
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
     ANYMAIL = {"WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default="")}
