@@ -165,6 +165,30 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Tasks may run up to CELERY_TASK_TIME_LIMIT; the broker must not redeliver before that.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60 * 60}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, fixed so a worker with a task in hand survives Redis going away
+    # (see webmagic/broker.py).
+    CELERY_BROKER_TRANSPORT = "webmagic.broker:RedisTransport"
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
+        # A Redis that hangs (or a host that does not answer) fails an operation in seconds instead
+        # of blocking forever: a web request enqueueing a task, beat sending one, the worker waiting.
+        "socket_connect_timeout": 2,
+        "socket_timeout": 3,
+    }
+# The worker and beat ride out broker outages of any length: reconnect forever (the default gives
+# up after 100 attempts, about 45 minutes, and the worker exits).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Publishing (web requests, beat, tasks enqueueing tasks) tries twice, half a second apart, then gives
+# up: a request waits under a second on a Redis that is down and about 10 on one that hangs (the
+# socket timeouts above), and every enqueue is backed by a sweep that re-drives it later (stuck
+# emails, unprocessed webhooks, beat's next tick).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 0.5}
+# Running tasks finish when the broker connection drops (Celery 6's default kills them): killing a
+# send_email mid-send leaves its outcome unknown for nothing. Only their acknowledgement is lost
+# with the connection: the broker delivers them again after the visibility timeout, and our tasks
+# are idempotent (an email already sent is not claimed again).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
