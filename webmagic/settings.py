@@ -159,6 +159,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(CELERY_BROKER_DIR),
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
+        # Its exchange tables; kombu's default is ./control/ in whatever folder a process started in.
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
     }
     # kombu's filesystem transport does not create its folder; web, worker and beat all need it.
     (CELERY_BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
