@@ -29,6 +29,7 @@ def assert_cache_down_page(response, says: str):
     assert response.status_code == 503 and response["Retry-After"] == "120"
     assert f"We can't {says} right now" in body and "try again in a few minutes" in body
     assert "Server Error" not in body and "Traceback" not in body
+    assert f'<a class="button" href="{response.wsgi_request.path}">Try again</a>' in body  # back to the form
 
 
 def test_portal_login_answers_503_and_signs_nobody_in(client, customer, cache_down, caplog):
