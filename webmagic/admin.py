@@ -49,8 +49,10 @@ class EmailLogAdmin(NeverDeleted, admin.ModelAdmin):
 
     @admin.action(description="Send again (failed emails only)", permissions=["send"])
     def send_again(self, request, queryset):
-        sent = emails_send_again(log_ids=queryset.values_list("pk", flat=True))
-        skipped = queryset.count() - len(sent)
+        # Listed first: the queryset may be filtered by status, which sending again changes.
+        selected = list(queryset.values_list("pk", flat=True))
+        sent = emails_send_again(log_ids=selected)
+        skipped = len(selected) - len(sent)
         self.message_user(request, f"{len(sent)} failed email(s) queued again.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"{skipped} email(s) were not failed and were left as they are.", messages.WARNING)

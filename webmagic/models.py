@@ -40,7 +40,7 @@ class EmailLog(TimeStampedModel):
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending (outcome unknown if it stays here)"
+        SENDING = "sending", "Sending (a worker has it; taken over if that worker died)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled (no longer wanted when it was due to go)"

@@ -189,13 +189,22 @@ def test_staff_can_send_a_failed_email_again_from_admin(admin_client, brevo, dja
         response = admin_client.post(
             "/admin/webmagic/emaillog/", {"action": "send_again", "_selected_action": [failed.pk, sent.pk]}, follow=True
         )
+    filtered_failed = queued(django_capture_on_commit_callbacks)
+    EmailLog.objects.filter(pk=filtered_failed.pk).update(status=EmailLog.Status.FAILED)
+    with django_capture_on_commit_callbacks(execute=True):
+        from_filtered_list = admin_client.post(  # the list filtered to failed emails, as staff would use it
+            "/admin/webmagic/emaillog/?status__exact=failed", {"action": "send_again", "_selected_action": [filtered_failed.pk]},
+            follow=True,
+        )
+    assert "1 failed email(s) queued again." in from_filtered_list.content.decode()
+    assert "were not failed" not in from_filtered_list.content.decode()
     assert response.status_code == 200
     text = response.content.decode()
     assert "1 failed email(s) queued again." in text and "1 email(s) were not failed" in text
     failed.refresh_from_db()
     sent.refresh_from_db()
     assert failed.status == EmailLog.Status.SENT and failed.attempts == 1 and sent.status == EmailLog.Status.SENT
-    assert len(brevo.delivered) == 1
+    assert len(brevo.delivered) == 2
 
 
 @pytest.mark.postgres
