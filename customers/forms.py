@@ -42,7 +42,7 @@ class EmailLoginForm(AuthenticationForm):
 
 
 class PasswordResetRequestForm(PasswordResetForm):
-    """Reset by email, for every active account with that address, including accounts created at
+    """Reset by email, for the active account with that address, including accounts created at
     purchase that never chose a password (Django's own form skips those). Emails go through the
     logged email layer, never Django's send_mail."""
 
@@ -52,8 +52,8 @@ class PasswordResetRequestForm(PasswordResetForm):
     )
 
     def save(self, **kwargs):
-        # Never Django's save(): it looks the accounts up during the request (see the service).
-        services.password_reset_request(email=self.cleaned_data["email"])
+        # Never Django's save(): it looks the account up during the request (see the service).
+        return services.password_reset_request(email=self.cleaned_data["email"])
 
 
 phone_characters = RegexValidator(

@@ -1,6 +1,5 @@
 import io
 import logging
-import uuid
 import zipfile
 
 from django.contrib.auth import login, update_session_auth_hash
@@ -132,54 +131,33 @@ def customer_login(*, request: HttpRequest, user: CustomerUser) -> None:
 
 # --- Password reset -----------------------------------------------------------------------------
 
-def password_reset_request(*, email: str) -> str:
-    """Start a reset for whoever uses `email`. The request does the same work whatever the address
-    (one task, enqueued after commit, with the normalised address); the task looks the accounts up.
-    Looking them up here, and writing an email row only for real ones, made unknown addresses
-    answer about twice as fast, which told anyone timing the form who has an account. The task
-    carries an address rather than an id for the same reason: the request must not know the id.
-    Returns the request's id (the emails' dedupe key, so a redelivered task sends nothing twice)."""
-    from .tasks import password_reset_emails_send
-
-    normalized = normalize_email_address(email)
-    request_id = uuid.uuid4().hex
-    # robust: a broker that is down must not turn the page into a 500; the visitor can ask again.
-    transaction.on_commit(lambda: password_reset_emails_send.delay(normalized, request_id), robust=True)
-    logger.info("password reset request %s accepted", request_id)
-    return request_id
+PASSWORD_RESET_SUBJECT = "Reset your WebMagic password"
 
 
-def password_reset_emails_queue(*, email: str, request_id: str) -> list[EmailLog]:
-    """The emails for one reset request (run by the task): one per active account using `email`,
-    none for an unknown address. Once per request, however often the task runs."""
-    logs = []
-    for user in password_reset_users_for_email(email=email):
-        log = password_reset_email_queue(user=user, dedupe_key=f"password-reset:{request_id}:{user.pk}")
-        if log:
-            logs.append(log)
-    if not logs:
-        logger.info("password reset request %s: no email to send", request_id)
-    return logs
+def password_reset_request(*, email: str) -> EmailLog:
+    """Start a reset for whoever uses `email`: one reset email row for every request, known address
+    or not, sent after commit by the ordinary email task. The account is looked up when the email
+    is sent (customers.emails.password_reset_context), which cancels it if there is none.
 
-
-def password_reset_email_queue(*, user: CustomerUser, dedupe_key: str | None = None) -> EmailLog | None:
-    """Queue a reset email. Its link (customers.emails.password_reset_context) is made at send
-    time, so no token is stored; the link also works for an account that never had a password."""
+    Looking the account up here, and writing a row only for real ones, made unknown addresses
+    answer faster, which told anyone timing the form who has an account; so the request does the
+    same work for every address (one INSERT, one publish after commit). The row is also what makes
+    the request durable: if the broker is down at commit, or loses the message, the queued row is
+    sent by `resend_stuck_emails`. No dedupe key: each request is its own email, and the per-email
+    and per-IP rate limits bound how many there are."""
     log = email_queue(
-        kind=EmailLog.Kind.PASSWORD_RESET, to_email=user.email, subject="Reset your WebMagic password", user=user,
-        dedupe_key=dedupe_key,
+        kind=EmailLog.Kind.PASSWORD_RESET, to_email=normalize_email_address(email), subject=PASSWORD_RESET_SUBJECT,
     )
-    if log:
-        logger.info("password reset email %s queued for customer %s", log.pk, user.pk)
+    logger.info("password reset request accepted as email %s", log.pk)
     return log
 
 
-def password_reset_users_for_email(*, email: str) -> list[CustomerUser]:
-    """Active accounts for an address, whether or not they ever chose a password."""
+def password_reset_account_for_email(*, email: str) -> CustomerUser | None:
+    """The active account using an address, whether or not it ever chose a password."""
     normalized = normalize_email_address(email)
     if not normalized:
-        return []
-    return list(CustomerUser.objects.filter(email=normalized, is_active=True))
+        return None
+    return CustomerUser.objects.filter(email=normalized, is_active=True).first()
 
 
 # --- Email verification -------------------------------------------------------------------------

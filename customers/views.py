@@ -109,8 +109,9 @@ admin_login = login_limits(admin.site.login)
 @require_http_methods(["GET", "POST"])
 @password_reset_limits
 def password_reset(request):
-    """One answer whatever the address: the same page, status, body and work (one task enqueued;
-    the task finds the account, if any), so neither the page nor its timing tells who is a customer."""
+    """One answer whatever the address: the same page, status, body and work (one email row written
+    and one send enqueued; the send finds the account, or cancels the email if there is none), so
+    neither the page nor its timing tells who is a customer."""
     form = PasswordResetRequestForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()

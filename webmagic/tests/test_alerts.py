@@ -295,6 +295,16 @@ def test_old_failures_sent_emails_and_non_transactional_kinds_do_not_alert():
 
 
 @freeze_time(NOW)
+def test_a_reset_email_cancelled_for_an_address_with_no_account_does_not_alert():
+    """The reset form queues an email for every address asked about; those with no account end
+    cancelled (customers.emails.password_reset_context), which is the form working, not failing."""
+    email("password_reset", EmailLog.Status.CANCELLED, attempts=1, error="no active account uses this address")
+    assert alerts.alert_transactional_emails_failing(now=timezone.now()) is None
+    email("password_reset", EmailLog.Status.FAILED, attempts=7, error="AnymailAPIError: 401")
+    assert "(password_reset, failed after 7" in alerts.alert_transactional_emails_failing(now=timezone.now()).body
+
+
+@freeze_time(NOW)
 def test_a_failed_refund_email_alerts_like_any_transactional_email(monkeypatch):
     email("refund", EmailLog.Status.FAILED, error="x")
     assert "(refund, failed" in alerts.alert_transactional_emails_failing(now=timezone.now()).body
