@@ -13,7 +13,8 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from urllib3.exceptions import NewConnectionError
+
+from webmagic.http import request_never_sent
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,9 @@ class RecurrenteClient:
     def get_checkout(self, checkout_id: str) -> dict:
         return self._request("GET", f"/checkouts/{_path_id(checkout_id)}")
 
-    def get_subscription(self, subscription_id: str) -> dict:
-        return self._request("GET", f"/subscriptions/{_path_id(subscription_id)}")
+    def get_subscription(self, subscription_id: str, *, timeout: tuple | None = None) -> dict:
+        """`timeout`: (connect, read) seconds for this call, when a caller cannot wait the default."""
+        return self._request("GET", f"/subscriptions/{_path_id(subscription_id)}", timeout=timeout)
 
     def cancel_subscription(self, subscription_id: str) -> dict:
         return self._request("DELETE", f"/subscriptions/{_path_id(subscription_id)}")
@@ -92,11 +94,11 @@ class RecurrenteClient:
         return self._request("GET", f"/refunds/{_path_id(refund_id)}")
 
     # --- plumbing ----------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs) -> dict:
+    def _request(self, method: str, path: str, *, timeout: tuple | None = None, **kwargs) -> dict:
         url = self.base_url + path
         try:
             # Never follow a redirect: requests would resend the X-SECRET-KEY header to any host.
-            response = self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+            response = self.session.request(method, url, timeout=timeout or self.timeout, allow_redirects=False, **kwargs)
         except requests.ConnectTimeout as exc:
             logger.warning("recurrente %s %s: could not connect in time", method, path)
             raise RecurrenteNotSent("Could not connect to Recurrente in time; the request was not sent") from exc
@@ -104,7 +106,7 @@ class RecurrenteClient:
             logger.warning("recurrente %s %s timed out", method, path)
             raise RecurrenteUnavailable("Recurrente did not answer in time") from exc
         except requests.ConnectionError as exc:
-            if _connection_never_made(exc):
+            if request_never_sent(exc):
                 logger.warning("recurrente %s %s: could not connect (%s)", method, path, type(exc.args[0].reason).__name__)
                 raise RecurrenteNotSent("Could not connect to Recurrente; the request was not sent") from exc
             logger.warning("recurrente %s %s: connection failed (%s)", method, path, type(exc).__name__)
@@ -154,13 +156,6 @@ def recurrente_time(value) -> datetime | None:
     if parsed is not None and timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed
-
-
-def _connection_never_made(exc: requests.ConnectionError) -> bool:
-    """True when urllib3 failed to open the connection (refused, DNS, unreachable), so no byte of
-    the request left. A connection dropped after sending (ProtocolError) is not such a case."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
 
 
 def _path_id(value: str) -> str:

@@ -11,6 +11,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, connection, transaction
@@ -19,6 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from .http import request_never_sent
 from .models import EmailLog
 
 logger = logging.getLogger(__name__)
@@ -122,7 +124,10 @@ UNLOCKED_TAKEOVER_AFTER = timedelta(minutes=2)
 
 def email_idempotency_key(log: EmailLog) -> str:
     """The same UUID on every attempt at one email, so a provider that received an attempt whose
-    answer we lost does not deliver the retry (Brevo's `idempotencyKey` must be a UUID)."""
+    answer we lost does not deliver the retry (Brevo's `idempotencyKey` must be a UUID). Derived
+    from the row unless staff sent it again (a new send, a new key)."""
+    if log.idempotency_key:
+        return str(log.idempotency_key)
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{settings.SITE_URL}/emails/{log.pk}/{log.created_at.isoformat()}"))
 
 
@@ -138,19 +143,24 @@ def email_claim_for_sending(log_id: int, *, now: datetime | None = None) -> Emai
         log = _lockable(EmailLog.objects.filter(pk=log_id, status__in=[EmailLog.Status.QUEUED, EmailLog.Status.SENDING])).first()
         if log is None:
             return None
-        if log.status == EmailLog.Status.SENDING and not _takeover_allowed(log, now=now):
+        died = log.status == EmailLog.Status.SENDING
+        if died and not _takeover_allowed(log, now=now):
             return None
-        if log.status == EmailLog.Status.SENDING and log.updated_at < now - RESEND_WINDOW:
-            _outcome_unknown_record(log)
+        # A dead attempt's outcome is unknown from its claim on, like one whose answer was lost.
+        unknown_since = log.outcome_unknown_since or (log.updated_at if died else None)
+        if unknown_since and unknown_since < now - RESEND_WINDOW:
+            _outcome_unknown_record(log, since=unknown_since)
             return None
         if log.attempts >= MAX_ATTEMPTS:
             # Attempts are counted at the claim, so an email that kills its worker every time ends here.
             email_mark_failed(log.pk, f"Gave up after {log.attempts} attempts. Last error: {log.error or 'none recorded'}")
             return None
-        if log.status == EmailLog.Status.SENDING:
+        if died:
             logger.warning("email %s: its previous sending attempt died with the outcome unknown; sending again", log.pk)
-        EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.SENDING, attempts=F("attempts") + 1, updated_at=now)
-    log.refresh_from_db()
+        EmailLog.objects.filter(pk=log.pk).update(
+            status=EmailLog.Status.SENDING, attempts=F("attempts") + 1, outcome_unknown_since=unknown_since, updated_at=now,
+        )
+    log.status, log.attempts, log.outcome_unknown_since, log.updated_at = EmailLog.Status.SENDING, log.attempts + 1, unknown_since, now
     return log
 
 
@@ -167,10 +177,11 @@ def _takeover_allowed(log: EmailLog, *, now: datetime) -> bool:
     return log.updated_at < now - UNLOCKED_TAKEOVER_AFTER
 
 
-def _outcome_unknown_record(log: EmailLog) -> None:
+def _outcome_unknown_record(log: EmailLog, *, since: datetime) -> None:
     error = (
-        f"Outcome unknown: a sending attempt at {log.updated_at:%Y-%m-%d %H:%M} UTC was interrupted and is too old to "
-        "retry safely. Check the provider's log for this recipient; use \"Send again\" if it did not go."
+        f"Outcome unknown: a sending attempt at {since:%Y-%m-%d %H:%M} UTC may have reached the provider (its answer "
+        "was lost) and is too old to retry safely. Check the provider's log for this recipient; use \"Send again\" "
+        f"if it did not go. Last error: {log.error or 'none recorded'}"
     )
     email_mark_failed(log.pk, error)
 
@@ -180,16 +191,18 @@ def email_deliver(log: EmailLog) -> None:
     workers, that this attempt is alive). On failure it goes back to `queued` with the error so
     the task can retry it; the caller decides when to give up (`email_mark_failed`)."""
     mine = Q(pk=log.pk, status=EmailLog.Status.SENDING, updated_at=log.updated_at)
+    sending = False
     try:
         with transaction.atomic():
             if not list(EmailLog.objects.select_for_update().filter(mine).values_list("pk", flat=True)):
                 logger.warning("email %s: claim taken over by another worker; not sending", log.pk)
                 return
             message = email_render(log)
+            sending = True
             message.send()
             status = getattr(message, "anymail_status", None)
             EmailLog.objects.filter(mine).update(
-                status=EmailLog.Status.SENT, sent_at=timezone.now(), error="",
+                status=EmailLog.Status.SENT, sent_at=timezone.now(), error="", outcome_unknown_since=None,
                 provider_message_id=(getattr(status, "message_id", None) or "")[:255], updated_at=timezone.now(),
             )
     except EmailNoLongerWanted as exc:
@@ -198,12 +211,32 @@ def email_deliver(log: EmailLog) -> None:
         return
     except Exception as exc:
         # Rendering errors land here too: the email is retried and, if it keeps failing, marked
-        # failed (and alerted), never left `sending`.
+        # failed (and alerted), never left `sending`. An attempt the provider may have taken is
+        # remembered, so it is only retried while the provider still knows its idempotency key.
+        unknown_since = log.outcome_unknown_since or (log.updated_at if sending and _may_have_reached_provider(exc) else None)
         EmailLog.objects.filter(mine).update(
-            status=EmailLog.Status.QUEUED, error=f"{type(exc).__name__}: {exc}"[:2000], updated_at=timezone.now(),
+            status=EmailLog.Status.QUEUED, error=f"{type(exc).__name__}: {exc}"[:2000], outcome_unknown_since=unknown_since,
+            updated_at=timezone.now(),
         )
         raise
     logger.info("email %s sent: kind=%s", log.pk, log.kind)
+
+
+def email_outcome_unknown(log_id: int) -> bool:
+    return EmailLog.objects.filter(pk=log_id, outcome_unknown_since__isnull=False).exists()
+
+
+def _may_have_reached_provider(exc: Exception) -> bool:
+    """Whether a failed send may still have been delivered: a provider 5xx, a read timeout, a
+    connection dropped after sending, or anything we cannot tell. Not: a 4xx refusal, or a
+    connection that was never made."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return status >= 500
+    cause = exc.__cause__ if isinstance(exc.__cause__, requests.RequestException) else exc
+    if isinstance(cause, requests.RequestException):
+        return not request_never_sent(cause)
+    return True
 
 
 def emails_stuck_redrive(*, older_than, interrupted_before, limit: int = 500) -> list[int]:
@@ -226,9 +259,11 @@ def emails_stuck_redrive(*, older_than, interrupted_before, limit: int = 500) ->
 
 
 def emails_send_again(*, log_ids) -> list[int]:
-    """Staff decided these failed emails should go (admin action "Send again"): queued afresh with
-    a full set of attempts. The idempotency key stays the email's own, so an attempt the provider
-    did receive a few minutes ago is not delivered twice."""
+    """Staff decided these failed emails should go (admin action "Send again", after checking the
+    provider's log when the outcome was unknown): queued afresh with a full set of attempts and a
+    new idempotency key, since it is a new send (the provider must not drop it as a duplicate of
+    the attempt that did not arrive). The old provider message id is dropped, so late tracking
+    events for it change nothing."""
     from .tasks import send_email
 
     with transaction.atomic():
@@ -236,7 +271,11 @@ def emails_send_again(*, log_ids) -> list[int]:
             EmailLog.objects.select_for_update().filter(pk__in=list(log_ids), status=EmailLog.Status.FAILED)
             .values_list("pk", flat=True)
         )
-        EmailLog.objects.filter(pk__in=ids).update(status=EmailLog.Status.QUEUED, attempts=0, updated_at=timezone.now())
+        for log_id in ids:
+            EmailLog.objects.filter(pk=log_id).update(
+                status=EmailLog.Status.QUEUED, attempts=0, outcome_unknown_since=None, provider_message_id="",
+                idempotency_key=uuid.uuid4(), updated_at=timezone.now(),
+            )
         for log_id in ids:
             transaction.on_commit(lambda log_id=log_id: send_email.delay(log_id), robust=True)
     logger.info("staff re-queued %s failed email(s): %s", len(ids), ids[:20])

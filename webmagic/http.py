@@ -1,8 +1,10 @@
-"""Client IP behind a known number of trusted proxies."""
+"""Client IP behind a known number of trusted proxies; what a failed outgoing request tells us."""
 
 import ipaddress
 
+import requests
 from django.conf import settings
+from urllib3.exceptions import NewConnectionError
 
 
 def _parse_ip(value: str) -> str | None:
@@ -43,3 +45,15 @@ def see_other(to, *args, **kwargs):
     response = redirect(to, *args, **kwargs)
     response.status_code = 303
     return response
+
+
+def request_never_sent(exc: requests.RequestException) -> bool:
+    """True when an outgoing request certainly never left: connecting timed out, was refused, or
+    the name did not resolve (urllib3 never opened the connection). A read timeout or a connection
+    dropped after sending may have been acted on by the other side."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError)
+    return False

@@ -64,6 +64,11 @@ class EmailLog(TimeStampedModel):
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Since when an attempt may have reached the provider without our knowing (its answer lost,
+    # its worker dead): retries go under the same idempotency key only while the provider remembers it.
+    outcome_unknown_since = models.DateTimeField(null=True, blank=True)
+    # Set when staff send a failed email again (a new send); otherwise derived from the row.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)

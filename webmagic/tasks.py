@@ -9,11 +9,15 @@ from . import emails
 logger = logging.getLogger(__name__)
 
 MAX_EMAIL_RETRIES = emails.MAX_ATTEMPTS - 1
+# 30 s, 1, 2, 2, 2, 2 min: every retry of an attempt that may have arrived lands inside
+# emails.RESEND_WINDOW (10 min), the part of Brevo's 15 minutes we rely on.
+UNKNOWN_OUTCOME_RETRY_MAX_SECONDS = 120
 
 
 @shared_task(bind=True, max_retries=MAX_EMAIL_RETRIES, acks_late=True)
 def send_email(self, log_id: int) -> None:
-    """Send one logged email; provider failures retry with exponential backoff (30 s … 16 min)."""
+    """Send one logged email; provider failures retry with exponential backoff (30 s … 16 min;
+    at most 2 min apart once an attempt may have reached the provider)."""
     log = emails.email_claim_for_sending(log_id)
     if log is None:
         logger.info("email %s is not queued (already sent or in flight); nothing to do", log_id)
@@ -24,8 +28,12 @@ def send_email(self, log_id: int) -> None:
         if self.request.retries >= self.max_retries:
             emails.email_mark_failed(log_id, f"{type(exc).__name__}: {exc}")
             return
-        logger.warning("email %s failed (attempt %s), retrying", log_id, self.request.retries + 1)
-        raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+        countdown = 30 * 2**self.request.retries
+        if emails.email_outcome_unknown(log_id):
+            # Retried under the same idempotency key, so only while the provider remembers it.
+            countdown = min(countdown, UNKNOWN_OUTCOME_RETRY_MAX_SECONDS)
+        logger.warning("email %s failed (attempt %s), retrying in %ss", log_id, self.request.retries + 1, countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
 
 
 # Longer than the longest retry countdown (30 s x 2**5 = 16 min), so a scheduled retry is not raced.

@@ -251,3 +251,96 @@ def test_without_row_locks_a_claim_is_only_taken_over_when_older_than_any_send(d
         assert email_claim_for_sending(log.pk) is None  # it may still be sending
         later = timezone.now() + emails.UNLOCKED_TAKEOVER_AFTER + timedelta(seconds=1)
         assert email_claim_for_sending(log.pk, now=later) is not None
+
+
+# --- An attempt whose answer was lost: retried only while Brevo remembers its key ---------------
+
+def read_timeout_then(real_send):
+    """Brevo takes the email, but its answer never comes back (a read timeout)."""
+    import requests
+
+    calls = {"n": 0}
+
+    def send(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real_send(self, *args, **kwargs)
+            raise requests.ReadTimeout("read timed out")
+        return real_send(self, *args, **kwargs)
+
+    return send
+
+
+def test_a_lost_answer_is_retried_soon_under_the_same_key_and_delivered_once(brevo, django_capture_on_commit_callbacks):
+    log = queued(django_capture_on_commit_callbacks)
+    countdowns = []
+    with mock.patch.object(mail.EmailMultiAlternatives, "send", read_timeout_then(mail.EmailMultiAlternatives.send)):
+        with mock.patch.object(send_email, "retry", side_effect=lambda exc, countdown: countdowns.append(countdown) or exc):
+            with pytest.raises(Exception):
+                send_email.apply(args=[log.pk], retries=5, throw=True)  # the 6th attempt: normally 16 min away
+        log.refresh_from_db()
+        assert log.status == EmailLog.Status.QUEUED and log.outcome_unknown_since is not None
+        assert countdowns == [120]  # inside the provider's memory of the key, not 960 s
+        send_email.apply(args=[log.pk], retries=6)
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and log.outcome_unknown_since is None
+    assert len(brevo.requests) == 2 and len(brevo.delivered) == 1
+
+
+def test_a_lost_answer_older_than_the_window_is_failed_for_staff_not_resent(brevo, django_capture_on_commit_callbacks):
+    log = queued(django_capture_on_commit_callbacks)
+    EmailLog.objects.filter(pk=log.pk).update(
+        attempts=3, error="ReadTimeout: read timed out", outcome_unknown_since=timezone.now() - emails.RESEND_WINDOW - timedelta(seconds=1),
+    )
+    send_email.delay(log.pk)
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.FAILED and log.error.startswith("Outcome unknown") and "ReadTimeout" in log.error
+    assert brevo.requests == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "unknown"),
+    [
+        ("503 from Brevo", True),
+        ("400 from Brevo", False),
+        ("read timeout", True),
+        ("connection reset after sending", True),
+        ("connection refused", False),
+        ("connect timeout", False),
+    ],
+)
+def test_only_failures_the_provider_may_have_acted_on_start_the_window(failure, unknown, django_capture_on_commit_callbacks):
+    import requests
+    from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+
+    failures = {
+        "503 from Brevo": {"status": 503, "json": {"code": "service_unavailable"}},
+        "400 from Brevo": {"status": 400, "json": {"code": "invalid_parameter", "message": "sender is not valid"}},
+        "read timeout": {"body": requests.ReadTimeout("read timed out")},
+        "connection reset after sending": {"body": requests.ConnectionError(ProtocolError("Connection aborted."))},
+        "connection refused": {
+            "body": requests.ConnectionError(MaxRetryError(None, "/v3/smtp/email", NewConnectionError(None, "refused")))
+        },
+        "connect timeout": {"body": requests.ConnectTimeout("connect timed out")},
+    }
+    log = queued(django_capture_on_commit_callbacks)
+    with override_settings(**BREVO_SETTINGS), responses.RequestsMock() as mocked:
+        mocked.add(responses.POST, "https://api.brevo.com/v3/smtp/email", **failures[failure])
+        with mock.patch.object(send_email, "retry", side_effect=lambda exc, countdown: exc), pytest.raises(Exception):
+            send_email.apply(args=[log.pk], throw=True)
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.QUEUED and log.error
+    assert (log.outcome_unknown_since is not None) == unknown
+
+
+def test_send_again_is_a_new_send_with_a_new_key(brevo, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        log = queue_receipt()
+    first_key = brevo.requests[0]["headers"]["idempotencyKey"]
+    # Brevo took it, then reported it blocked: staff fix the cause and send it again.
+    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.FAILED, error="blocked")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails.emails_send_again(log_ids=[log.pk]) == [log.pk]
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.SENT and log.provider_message_id == "<2@smtp-relay.mailin.fr>"
+    assert brevo.requests[1]["headers"]["idempotencyKey"] != first_key and len(brevo.delivered) == 2
