@@ -58,8 +58,9 @@ class EmailLogAdmin(NeverDeleted, admin.ModelAdmin):
             self.message_user(request, f"{skipped} email(s) were not failed and were left as they are.", messages.WARNING)
 
     def has_send_permission(self, request):
-        # Sending is what the log records, not an edit of it: staff who may view it may re-send.
-        return self.has_view_permission(request)
+        # The log itself is never edited in admin (has_change_permission), but sending again
+        # changes what happens: it takes the model's change permission, like other actions.
+        return request.user.has_perm("webmagic.change_emaillog")
 
     def has_change_permission(self, request, obj=None):
         return False  # a record of what happened (and its dedupe keys): Brevo's tracking and the send task write it

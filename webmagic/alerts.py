@@ -167,8 +167,9 @@ def _email_direct(*, alert: StaffAlert) -> tuple[bool, str]:
         return False, "email: no ADMINS configured"
     sent, failed = [], []
     for _name, address in settings.ADMINS:
-        # Claimed (`sending`) from the start, so the queue's task and sweep never touch it; the
-        # one send path (email_deliver) renders, sends and records the provider's id.
+        # Claimed (`sending`) from the start, so no queued task picks it up; the one send path
+        # (email_deliver) renders, sends and records the provider's id. If this process dies
+        # mid-send, the sweep takes the row over like any other interrupted send.
         log = EmailLog.objects.create(
             kind=EmailLog.Kind.STAFF_ALERT, to_email=address, subject=(EMAIL_SUBJECT_PREFIX + alert.subject)[:255],
             context={"body": alert.body}, status=EmailLog.Status.SENDING, attempts=1, dedupe_key=f"alert:{alert.kind}:{alert.pk}:{address}",

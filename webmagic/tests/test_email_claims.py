@@ -344,3 +344,18 @@ def test_send_again_is_a_new_send_with_a_new_key(brevo, django_capture_on_commit
     log.refresh_from_db()
     assert log.status == EmailLog.Status.SENT and log.provider_message_id == "<2@smtp-relay.mailin.fr>"
     assert brevo.requests[1]["headers"]["idempotencyKey"] != first_key and len(brevo.delivered) == 2
+
+
+def test_staff_who_may_only_view_emails_cannot_send_them_again(client, django_user_model, django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer@webmagic.test", password="Viewer-pass-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_emaillog"))
+    client.force_login(viewer)
+    log = queued(django_capture_on_commit_callbacks)
+    EmailLog.objects.filter(pk=log.pk).update(status=EmailLog.Status.FAILED)
+    page = client.get("/admin/webmagic/emaillog/")
+    assert page.status_code == 200 and "send_again" not in page.content.decode()
+    client.post("/admin/webmagic/emaillog/", {"action": "send_again", "_selected_action": [log.pk]})
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.FAILED and mail.outbox == []
