@@ -10,7 +10,7 @@ from webmagic.admin import NeverDeleted, ReadOnlyAdmin
 
 from .models import CheckoutSession, Payment, ReconcileRun, Refund, Subscription
 from .services import recovery, refunds, staff
-from .services.hosting import HostingCancelFailed
+from .services.hosting import HostingCancelFailed, HostingCancelUnconfirmed
 
 PERSONAL_DATA = ["customer_name", "customer_email", "ip_address", "user_agent", "referrer"]
 
@@ -168,6 +168,8 @@ class SubscriptionAdmin(NeverDeleted, admin.ModelAdmin):
                 self.message_user(request, f"Not cancelled: {exc}", messages.WARNING)
             except HostingCancelFailed as exc:
                 self.message_user(request, f"Recurrente did not cancel {reference}: {exc}. Nothing was changed.", messages.ERROR)
+            except HostingCancelUnconfirmed as exc:
+                self.message_user(request, f"Not confirmed: {exc}", messages.ERROR)
             else:
                 end = subscription.current_period_end
                 self.message_user(

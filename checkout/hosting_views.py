@@ -20,6 +20,7 @@ from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
 from .services.hosting import (
     HostingCancelFailed,
+    HostingCancelUnconfirmed,
     HostingNotOwner,
     HostingRefused,
     hosting_cancel,
@@ -105,6 +106,10 @@ def cancel(request, slug):
         return see_other(back)
     except HostingCancelFailed:
         context = {"site": site, "subscription": subscription, "portal_url": back, "failed": True}
+        return render(request, "checkout/hosting_cancel.html", context, status=503)
+    except HostingCancelUnconfirmed:
+        # Recurrente may have cancelled: the page must not say nothing changed (staff were alerted).
+        context = {"site": site, "subscription": subscription, "portal_url": back, "unconfirmed": True}
         return render(request, "checkout/hosting_cancel.html", context, status=503)
     site.refresh_from_db(fields=["status"])
     until = subscription.current_period_end

@@ -62,7 +62,7 @@ class SandboxClient:
     def get_checkout(self, checkout_id: str) -> dict:
         return checkout_resource(_get(checkout_id))
 
-    def get_subscription(self, subscription_id: str) -> dict:
+    def get_subscription(self, subscription_id: str, *, timeout: tuple | None = None) -> dict:
         checkout = SandboxCheckout.objects.filter(subscription_id=subscription_id).first()
         if checkout is None:
             raise RecurrenteNotFound("Not found", status=404)

@@ -22,20 +22,46 @@ from django.urls import reverse
 from django.utils import timezone
 
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, recurrente_client, recurrente_time
+from checkout.recurrente import (
+    RecurrenteError,
+    RecurrenteNotFound,
+    RecurrenteNotSent,
+    RecurrenteRedirect,
+    RecurrenteUnavailable,
+    recurrente_client,
+    recurrente_time,
+)
 from sites.models import Site
-from webmagic.emails import absolute_url, email_queue
+from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog, EmailSuppression
 from webmagic.money import format_usd, to_cents
 
 from .purchase import checkout_create, checkout_lifetime, checkout_payload
-from .subscriptions import hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
+from .subscriptions import API_STATUSES, hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
 
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = (Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
 CANCELLABLE_STATUSES = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE, Subscription.Status.PAUSED)
 NUDGE_AFTER = timedelta(hours=24)
+
+# Cancel errors after which Recurrente may have cancelled all the same (a read timeout, a
+# connection dropped after sending, a 5xx, a redirect), and the 404 a second DELETE of a
+# subscription it already cancelled might get: the subscription is read back before answering.
+# RecurrenteNotSent, a subclass of RecurrenteUnavailable, is sorted out before this is asked.
+UNCLEAR_ERRORS = (RecurrenteUnavailable, RecurrenteRedirect, RecurrenteNotFound)
+# (connect, read) seconds for that read: the owner has already waited on the DELETE (up to the
+# client's 3 + 10 s), and the page must answer well inside the web server's 30 s.
+CONFIRM_TIMEOUT = (2, 4)
+# For staff, wherever a cancellation we could not confirm is reported.
+UNCONFIRMED_HOW_TO = (
+    "Look the subscription up in Recurrente's dashboard. If it is cancelled there, nothing needs doing in a hurry: "
+    "the owner's retry records it, or the reconciler does (it reads this subscription again on its next pass and "
+    "every live subscription at least daily, and applies Recurrente's state once that reads cancelled, which may be "
+    "only when the paid period ends). To record it at once, use Subscriptions → \"Cancel through Recurrente\": "
+    "cancelling a cancelled subscription again is harmless. If it is still billing and the owner has not managed to "
+    "cancel, cancel it the same way or contact them."
+)
 
 
 class HostingRefused(Exception):
@@ -47,7 +73,13 @@ class HostingNotOwner(HostingRefused):
 
 
 class HostingCancelFailed(Exception):
-    """Recurrente did not cancel the subscription; nothing was changed on our side."""
+    """Recurrente certainly did not cancel the subscription (the request never reached it, or it
+    refused it); nothing was changed, here or there. Trying again later may work."""
+
+
+class HostingCancelUnconfirmed(Exception):
+    """Recurrente gave no clear answer and reading the subscription back did not show it
+    cancelled: it may or may not be. Nothing was recorded here; staff were alerted."""
 
 
 # --- Reads shared by the views -------------------------------------------------------------
@@ -157,8 +189,9 @@ def hosting_checkout_payload(session: CheckoutSession) -> dict:
 
 def hosting_cancel(*, site_id, user) -> Subscription:
     """Cancel the site's subscription at Recurrente; the site stays live until the paid period
-    ends (subscription_periods_end suspends it then). Raises HostingNotOwner, HostingRefused, or
-    HostingCancelFailed (nothing changed) when Recurrente fails."""
+    ends (subscription_periods_end suspends it then). Raises HostingNotOwner, HostingRefused,
+    HostingCancelFailed (Recurrente certainly did not cancel: nothing changed) or
+    HostingCancelUnconfirmed (it may have: nothing recorded, staff alerted)."""
     site = Site.objects.get(pk=site_id)
     if site.owner_id is None or site.owner_id != user.pk:
         raise HostingNotOwner(f"user {user.pk} does not own site {site.pk}")
@@ -177,18 +210,106 @@ def hosting_cancel(*, site_id, user) -> Subscription:
         subscription.refresh_from_db()
         if subscription.cancel_requested_at is not None:
             return subscription  # a concurrent request cancelled it first; this call's error is moot
-        logger.warning("subscription %s (site %s): cancel failed at Recurrente (%s)", su_id, site.pk, type(exc).__name__)
-        raise HostingCancelFailed(str(exc)) from exc
-    period_end = None
+        details = _cancel_failure_resolve(client=client, subscription=subscription, site=site, error=exc)
+        period_end = recurrente_time(details.get("current_period_end"))
+    else:
+        period_end = _period_end_read(client=client, su_id=su_id)
+    return _cancellation_record(site_id=site.pk, subscription_id=subscription.pk, user=user, period_end=period_end)
+
+
+def _period_end_read(*, client, su_id: str):
     try:
-        period_end = recurrente_time(client.get_subscription(su_id).get("current_period_end"))
+        return recurrente_time(client.get_subscription(su_id).get("current_period_end"))
     except RecurrenteError as exc:
         logger.info("subscription %s: period not readable after cancel (%s); using ours", su_id, type(exc).__name__)
+        return None
 
+
+def _cancel_failure_resolve(*, client, subscription: Subscription, site: Site, error: RecurrenteError) -> dict:
+    """The DELETE failed. Returns Recurrente's subscription when reading it back shows it cancelled
+    (an unclear answer that did cancel, or a second DELETE of a subscription already cancelled),
+    to be recorded like a successful DELETE. Otherwise raises HostingCancelFailed when the DELETE
+    certainly changed nothing, or HostingCancelUnconfirmed when it may have cancelled."""
+    su_id = subscription.recurrente_subscription_id
+    if isinstance(error, RecurrenteNotSent) or error.status in (401, 429):
+        # Never sent, or turned away unread (our key is wrong, we asked too fast): no need to ask.
+        logger.warning("subscription %s (site %s): cancel not done at Recurrente (%s)", su_id, site.pk, _error_text(error))
+        raise HostingCancelFailed(str(error)) from error
+    details, read_back = _subscription_read_back(client=client, su_id=su_id)
+    if details is not None and _subscription_shows_cancellation(details, su_id=su_id):
+        logger.warning(
+            "subscription %s (site %s): cancel answered %s, but Recurrente shows it cancelled; recorded as cancelled",
+            su_id, site.pk, _error_text(error),
+        )
+        return details
+    if Subscription.objects.filter(pk=subscription.pk, cancel_requested_at__isnull=False).exists():
+        return {}  # a concurrent request got Recurrente's OK while we asked: it recorded the cancellation
+    if not isinstance(error, UNCLEAR_ERRORS):
+        # A 422 or another 4xx: Recurrente read the request and refused it, so this request changed
+        # nothing. (If it refused because an earlier unclear attempt had cancelled it, reading it
+        # back above would normally have shown that.)
+        logger.warning("subscription %s (site %s): Recurrente refused the cancel (%s)", su_id, site.pk, _error_text(error))
+        raise HostingCancelFailed(str(error)) from error
+    raise _cancel_unconfirmed(subscription=subscription, site=site, error=error, read_back=read_back) from error
+
+
+def _subscription_read_back(*, client, su_id: str) -> tuple[dict | None, str]:
+    """Recurrente's subscription, read once with a short timeout (the owner already waited on the
+    DELETE), and a few words for staff on what the read found."""
+    try:
+        details = client.get_subscription(su_id, timeout=CONFIRM_TIMEOUT)
+    except RecurrenteError as exc:
+        logger.warning("subscription %s: could not read it back after an unclear cancel (%s)", su_id, type(exc).__name__)
+        return None, f"reading it back right after failed too ({_error_text(exc)})"
+    status = str(details.get("status") or "no status")[:40]
+    return details, f"reading it back right after showed it {status}, with no cancellation"
+
+
+def _subscription_shows_cancellation(details: dict, *, su_id: str) -> bool:
+    """Does Recurrente's answer about this subscription show it cancelled? Its status
+    `cancelled`, or a `cancel_at_period_end` flag (unverified shape; harmless if never sent). A
+    plain `active` does not: Recurrente may show a cancelled subscription as active until its
+    period ends, and a wrong "cancelled" would tell the owner they won't be charged when they will."""
+    if details.get("id") not in (None, su_id):
+        return False
+    return API_STATUSES.get(str(details.get("status", ""))) == Subscription.Status.CANCELLED or details.get("cancel_at_period_end") is True
+
+
+def _cancel_unconfirmed(*, subscription: Subscription, site: Site, error: RecurrenteError, read_back: str) -> HostingCancelUnconfirmed:
+    """Nothing is recorded: staff are told which subscription to look up, and the error to raise
+    is returned. The owner is asked to try again, which is safe (see UNCONFIRMED_HOW_TO)."""
+    su_id = subscription.recurrente_subscription_id
+    now = timezone.now()
+    owner = site.owner.email if site.owner_id else "no owner"
+    # Due on the reconciler's next pass (it reads the never-read first) rather than up to a day later.
+    Subscription.objects.filter(pk=subscription.pk).update(last_reconciled_at=None)
+    email_alert_staff(
+        subject=f"Hosting cancellation of {su_id} ({site.slug}) not confirmed",
+        body=(f"Cancelling hosting subscription {su_id} (site {site.slug}, owner {owner}) was asked for at "
+              f"{now:%Y-%m-%d %H:%M} UTC. Recurrente gave no clear answer ({_error_text(error)}) and {read_back}, so "
+              "it may or may not be cancelled. Nothing was recorded here; the owner was told we could not confirm it and "
+              f"asked to try again in a few minutes.\n{UNCONFIRMED_HOW_TO}"),
+        # One alert a day per subscription, however often the owner retries meanwhile.
+        dedupe_key=f"hosting-cancel-unconfirmed:{su_id}:{now:%Y-%m-%d}",
+    )
+    logger.error("subscription %s (site %s): cancel got no clear answer (%s) and %s; outcome unknown, staff alerted",
+                 su_id, site.pk, type(error).__name__, read_back)
+    return HostingCancelUnconfirmed(
+        f"Recurrente gave no clear answer to cancelling {su_id} ({_error_text(error)}) and {read_back}: it may or may "
+        f"not be cancelled. Nothing was recorded. {UNCONFIRMED_HOW_TO}"
+    )
+
+
+def _error_text(error: RecurrenteError) -> str:
+    return f"{error}" + (f" (HTTP {error.status})" if error.status else "")
+
+
+def _cancellation_record(*, site_id, subscription_id, user, period_end) -> Subscription:
+    """Recurrente cancelled the subscription: the portal's record of it (once, whatever races)."""
     now = timezone.now()
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
-        subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
         if subscription.cancel_requested_at is None:
             subscription.cancel_requested_at = now
             if period_end and (subscription.current_period_end is None or period_end > subscription.current_period_end):
@@ -198,7 +319,7 @@ def hosting_cancel(*, site_id, user) -> Subscription:
             subscription.save(update_fields=["cancel_requested_at", "current_period_end", "updated_at"])
             logger.info(
                 "subscription %s cancelled from the portal by customer %s; site %s live until %s",
-                su_id, user.pk, site.pk, subscription.current_period_end.isoformat(),
+                subscription.recurrente_subscription_id, user.pk, site.pk, subscription.current_period_end.isoformat(),
             )
             if site.status == Site.Status.ACTIVE and subscription.current_period_end > now:
                 hosting_cancelled_email_queue(site=site, subscription=subscription)

@@ -18,7 +18,8 @@ def subscription_cancel_by_staff(*, subscription_id: int, staff_user) -> Subscri
     """Cancel a hosting subscription at Recurrente (DELETE /subscriptions/{id}) exactly as the
     owner's "Cancel hosting" does: the site stays live until the paid period ends.
 
-    Raises StaffActionRefused, or hosting.HostingCancelFailed when Recurrente refused (nothing changed).
+    Raises StaffActionRefused, hosting.HostingCancelFailed when Recurrente refused (nothing changed),
+    or hosting.HostingCancelUnconfirmed when it gave no clear answer (it may have cancelled).
     """
     subscription = Subscription.objects.select_related("site").get(pk=subscription_id)
     su_id = subscription.recurrente_subscription_id

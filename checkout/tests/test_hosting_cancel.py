@@ -1,19 +1,26 @@
 """Cancelling hosting from the portal (DESIGN §6): confirmation, DELETE /subscriptions/{id}, the
-site stays live until the paid period ends, then the periodic task suspends it once."""
+site stays live until the paid period ends, then the periodic task suspends it once. A DELETE
+without a clear answer is checked by reading the subscription back: recorded if it shows the
+cancellation, otherwise the owner hears "could not confirm" (never "nothing changed") and staff
+are alerted."""
 
+import json
+import socket
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import requests
 import responses as responses_lib
 from django.contrib.messages import get_messages
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from checkout.models import Subscription
-from checkout.services.hosting import hosting_cancel
+from checkout.services.hosting import CONFIRM_TIMEOUT, hosting_cancel
 from checkout.tasks import suspend_ended_subscriptions
 from checkout.tests.factories import PaymentFactory, SubscriptionFactory
 from checkout.tests.fixtures import recurrente_fixture
@@ -153,7 +160,8 @@ def test_the_task_leaves_a_site_that_a_new_subscription_pays_for(owner, live_sit
 
 
 def test_recurrente_failing_shows_an_error_and_changes_nothing(owner_client, live_site, recurrente_api):
-    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={"message": "Internal error"}, status=502)
+    # Never sent: certainly nothing changed. (A 502 may have cancelled: "A cancel without a clear answer" below.)
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", **NOTHING_SENT["connection refused"])
     response = owner_client.post(cancel_url(live_site))
     assert response.status_code == 503
     assert "couldn't cancel your hosting" in response.content.decode()
@@ -233,6 +241,257 @@ def test_a_paused_subscription_can_be_cancelled(owner_client, live_site, api_ok)
     assert response.status_code == 303 and len(deletes(api_ok)) == 1
     assert Site.objects.get(pk=live_site.pk).status == Site.Status.SUSPENDED
     assert EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED).count() == 0
+
+
+# --- A cancel without a clear answer: ask Recurrente before telling the owner anything -----------
+
+def connection_error(reason) -> requests.ConnectionError:
+    """What requests raises when urllib3 could not open the connection (as in production)."""
+    return requests.ConnectionError(MaxRetryError(None, f"/api/subscriptions/{SU}", reason))
+
+
+# The DELETE certainly changed nothing: never sent, or turned away unread. Nothing is asked after.
+NOTHING_SENT = {
+    "connect timeout": {"body": requests.ConnectTimeout("connect timed out")},
+    "connection refused": {"body": connection_error(NewConnectionError(None, "[Errno 111] Connection refused"))},
+    "dns": {"body": connection_error(NameResolutionError("app.recurrente.com", None, socket.gaierror(-2, "not known")))},
+    "401": {"status": 401, "json": {"message": "Invalid keys"}},
+    "429": {"status": 429, "json": {"message": "Too many requests"}},
+}
+
+# The DELETE may have cancelled (or, for a 404, the subscription may be gone because it was).
+MAYBE_CANCELLED = {
+    "read timeout": {"body": requests.ReadTimeout("read timed out")},
+    "dropped after sending": {"body": requests.ConnectionError(
+        ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))},
+    "500": {"status": 500, "json": {"message": "Internal server error"}},
+    "502": {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
+    "503": {"status": 503, "json": {"message": "unavailable"}},
+    "redirect": {"status": 302, "headers": {"Location": "https://elsewhere.example/subscriptions"}},
+    "404": {"status": 404, "json": {"message": "Not found"}},
+}
+
+GET_FAILS = {
+    "read timeout": {"body": requests.ReadTimeout("read timed out")},
+    "503": {"status": 503, "json": {"message": "unavailable"}},
+    "connection refused": {"body": connection_error(NewConnectionError(None, "[Errno 111] Connection refused"))},
+    "404": {"status": 404, "json": {"message": "Not found"}},
+}
+
+COULD_NOT_CONFIRM = "We couldn't confirm whether your hosting was cancelled"
+
+
+def subscription_reading(status: str) -> dict:
+    body = recurrente_fixture("api/get_subscription.response.json")
+    body["status"] = status
+    return body
+
+
+def gets(mock):
+    return [call for call in mock.calls if call.request.method == "GET"]
+
+
+def staff_alerts():
+    return list(EmailLog.objects.filter(kind=EmailLog.Kind.STAFF_ALERT))
+
+
+def owner_notices():
+    return list(EmailLog.objects.filter(kind=EmailLog.Kind.HOSTING_SUSPENDED))
+
+
+def post_cancel(owner_client, live_site, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return owner_client.post(cancel_url(live_site))
+
+
+@pytest.mark.parametrize("fault", NOTHING_SENT)
+def test_a_cancel_that_never_reached_recurrente_says_nothing_changed(
+        fault, owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", **NOTHING_SENT[fault])
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("cancelled"))
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 503
+    body = response.content.decode()
+    assert "Nothing has changed" in body and COULD_NOT_CONFIRM not in body
+    assert gets(recurrente_api) == []  # nothing to find out
+    assert Subscription.objects.get().cancel_requested_at is None
+    assert EmailLog.objects.count() == 0  # no owner notice, no staff alert
+
+
+def test_a_refused_cancel_of_a_subscription_recurrente_shows_active_says_nothing_changed(
+        owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json={"message": "No se pudo cancelar"}, status=422)
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("active"))
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 503 and "Nothing has changed" in response.content.decode()
+    assert Subscription.objects.get().cancel_requested_at is None
+    assert EmailLog.objects.count() == 0
+
+
+@pytest.mark.parametrize("fault", MAYBE_CANCELLED)
+def test_an_unclear_answer_then_recurrente_reading_cancelled_is_recorded_as_a_cancellation(
+        fault, owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", **MAYBE_CANCELLED[fault])
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("cancelled"))
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    # Exactly what a DELETE answered OK does: the success message, the record, one notice.
+    assert response.status_code == 303 and response["Location"] == "/portal/sites/la-plumbing-pros/"
+    assert flash(response) == [
+        "Hosting is cancelled. LA Plumbing Pros stays live until December 21, 2026, and you won't be charged again."
+    ]
+    subscription = Subscription.objects.get()
+    assert subscription.cancel_requested_at is not None
+    assert subscription.current_period_end == PERIOD_END  # from the read-back, not asked a third time
+    assert Site.objects.get(pk=live_site.pk).status == Site.Status.ACTIVE
+    [notice] = owner_notices()
+    assert notice.context["reason"] == "cancel_scheduled" and notice.context["live_until"] == "December 21, 2026"
+    assert staff_alerts() == []
+    [read_back] = gets(recurrente_api)
+    assert read_back.request.req_kwargs["timeout"] == CONFIRM_TIMEOUT  # short: the owner already waited
+
+
+@pytest.mark.parametrize("answer", [{"status": 422, "json": {"message": "La suscripción ya fue cancelada"}},
+                                    {"status": 404, "json": {"message": "Not found"}}])
+def test_a_second_delete_of_a_subscription_already_cancelled_is_a_success(
+        answer, owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    # However Recurrente answers a DELETE of a cancelled subscription, reading it says what is true.
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", **answer)
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("cancelled"))
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 303 and flash(response)[0].startswith("Hosting is cancelled.")
+    assert Subscription.objects.get().cancel_requested_at is not None
+    assert len(owner_notices()) == 1 and staff_alerts() == []
+
+
+def test_a_read_back_about_another_subscription_is_not_taken_as_a_cancellation(
+        owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", status=502)
+    elsewhere = subscription_reading("cancelled") | {"id": "su_other0001"}
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=elsewhere)
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 503 and COULD_NOT_CONFIRM in response.content.decode()
+    assert Subscription.objects.get().cancel_requested_at is None
+
+
+@pytest.mark.parametrize("fault", ["502", "read timeout", "dropped after sending", "redirect"])
+def test_an_unclear_answer_with_recurrente_still_reading_active_is_not_confirmed_and_staff_are_told(
+        fault, owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", **MAYBE_CANCELLED[fault])
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("active"))
+    Subscription.objects.update(last_reconciled_at=timezone.now())
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 503
+    body = response.content.decode()
+    assert COULD_NOT_CONFIRM in body and "try again in a few minutes" in body and "never charges you" in body
+    assert "Nothing has changed" not in body and "still active" not in body
+    assert 'method="post"' in body  # the way to try again is on the page
+    subscription = Subscription.objects.get()
+    assert subscription.cancel_requested_at is None and subscription.status == Subscription.Status.ACTIVE
+    assert subscription.last_reconciled_at is None  # read again on the reconciler's next pass
+    assert owner_notices() == []
+    [alert] = staff_alerts()
+    assert alert.to_email == "alerts@webmagic.test"
+    assert SU in alert.subject and "not confirmed" in alert.subject
+    text = alert.context["body"]
+    assert SU in text and "la-plumbing-pros" in text and "maria.lopez@example.com" in text
+    assert "showed it active" in text and "Recurrente's dashboard" in text
+    assert "reconciler" in text and "at least daily" in text
+    assert any(SU in m.subject for m in mail.outbox)  # delivered to staff
+
+
+@pytest.mark.parametrize("get_fault", GET_FAILS)
+def test_an_unclear_answer_with_the_read_back_failing_too_is_not_confirmed(
+        get_fault, owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", status=503, json={"message": "unavailable"})
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", **GET_FAILS[get_fault])
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 503
+    body = response.content.decode()
+    assert COULD_NOT_CONFIRM in body and "Nothing has changed" not in body
+    assert Subscription.objects.get().cancel_requested_at is None
+    assert owner_notices() == []
+    [alert] = staff_alerts()
+    assert SU in alert.context["body"] and "reading it back right after failed too" in alert.context["body"]
+
+
+def test_after_an_unconfirmed_cancel_a_retry_that_succeeds_cancels_once(
+        owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    # responses answers in the order registered: 502 then OK to DELETE; active then the fixture to GET.
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", status=502)
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", json=recurrente_fixture("api/cancel_subscription.response.json"))
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("active"))
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=recurrente_fixture("api/get_subscription.response.json"))
+
+    first = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+    assert first.status_code == 503 and COULD_NOT_CONFIRM in first.content.decode()
+    assert Subscription.objects.get().cancel_requested_at is None
+
+    again = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert again.status_code == 303 and "stays live until December 21, 2026" in flash(again)[0]
+    assert len(deletes(recurrente_api)) == 2
+    subscription = Subscription.objects.get()
+    assert subscription.cancel_requested_at is not None and subscription.current_period_end == PERIOD_END
+    assert len(owner_notices()) == 1 and len(staff_alerts()) == 1
+    assert post_cancel(owner_client, live_site, django_capture_on_commit_callbacks).status_code == 303  # a third click
+    assert len(deletes(recurrente_api)) == 2 and len(owner_notices()) == 1
+
+
+def test_an_unclear_answer_while_another_click_got_recurrentes_ok_shows_the_success(
+        owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", status=502)
+
+    def meanwhile_the_other_click_records_it(request):
+        Subscription.objects.update(cancel_requested_at=timezone.now(), current_period_end=PERIOD_END)
+        return 200, {}, json.dumps(subscription_reading("active"))
+
+    recurrente_api.add_callback(responses_lib.GET, f"{API}/subscriptions/{SU}", callback=meanwhile_the_other_click_records_it)
+
+    response = post_cancel(owner_client, live_site, django_capture_on_commit_callbacks)
+
+    assert response.status_code == 303 and flash(response)[0].startswith("Hosting is cancelled.")
+    assert staff_alerts() == []
+
+
+def test_retrying_into_the_same_unclear_answer_alerts_staff_once_a_day(
+        owner_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", status=502)
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", status=503)
+    for _ in range(3):
+        assert COULD_NOT_CONFIRM in post_cancel(owner_client, live_site, django_capture_on_commit_callbacks).content.decode()
+    assert len(deletes(recurrente_api)) == 3 and len(staff_alerts()) == 1
+
+
+def test_staff_cancelling_in_admin_are_told_it_is_not_confirmed_not_that_nothing_changed(
+        staff_client, live_site, recurrente_api, django_capture_on_commit_callbacks):
+    recurrente_api.add(responses_lib.DELETE, f"{API}/subscriptions/{SU}", body=requests.ReadTimeout("read timed out"))
+    recurrente_api.add(responses_lib.GET, f"{API}/subscriptions/{SU}", json=subscription_reading("active"))
+    subscription = Subscription.objects.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/checkout/subscription/", {"action": "cancel", "_selected_action": [str(subscription.pk)]}, follow=True,
+        )
+
+    [(level, text)] = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert level == "error" and SU in text and "may or may not be cancelled" in text
+    assert "Nothing was changed" not in text
+    assert Subscription.objects.get().cancel_requested_at is None
+    assert len(staff_alerts()) == 1
 
 
 # --- Cancel, reactivate and the period's end, in every order: newer provider state wins ----------
