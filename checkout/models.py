@@ -131,6 +131,8 @@ class Subscription(TimeStampedModel):
     # Recurrente's time of the newest event applied; older events never overwrite newer state.
     last_event_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # When Recurrente last said billing resumed after a cancellation (which it cleared).
+    reactivated_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     # When the reconciler last read this subscription from Recurrente (at least daily while live).
     last_reconciled_at = models.DateTimeField(null=True, blank=True)

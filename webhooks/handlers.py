@@ -92,14 +92,14 @@ def dispute_reported(event: WebhookEvent) -> str:
     return refunds.payment_dispute_record(event_type=event.event_type, data=event.payload)
 
 
-def subscription_changed(event: WebhookEvent, *, status: str) -> str:
+def subscription_changed(event: WebhookEvent, *, status: str, resumes: bool = False) -> str:
     payload = event.payload
     subscription_id = recurrente_id(payload.get("id"), "su_")
     if not subscription_id:
         raise PayloadError("subscription event without a subscription id (su_…)")
     outcome = subscriptions.subscription_status_record(
         subscription_id=subscription_id, status=status, event_at=created_at(payload),
-        payment_id=recurrente_id(as_dict(payload.get("payment")).get("id"), "pa_"),
+        payment_id=recurrente_id(as_dict(payload.get("payment")).get("id"), "pa_"), resumes=resumes,
     )
     return _ignore_unknown(outcome, subscription_id)
 
@@ -113,8 +113,8 @@ def subscription_updated(event: WebhookEvent) -> str:
     return _ignore_unknown(outcome, subscription_id)
 
 
-def _subscription(status: str) -> Handler:
-    return partial(subscription_changed, status=status)
+def _subscription(status: str, *, resumes: bool = False) -> Handler:
+    return partial(subscription_changed, status=status, resumes=resumes)
 
 
 # Every event type we act on. Anything else is acknowledged and marked ignored.
@@ -130,8 +130,9 @@ HANDLERS: dict[str, Handler] = {
     "subscription.past_due": _subscription(Subscription.Status.PAST_DUE),
     "subscription.pause": _subscription(Subscription.Status.PAUSED),
     "subscription.paused": _subscription(Subscription.Status.PAUSED),
-    "subscription.unpause": _subscription(Subscription.Status.ACTIVE),
-    "subscription.reactivate": _subscription(Subscription.Status.ACTIVE),
+    # Billing resumes: these end a cancellation that is older than them (an owner's portal cancel).
+    "subscription.unpause": _subscription(Subscription.Status.ACTIVE, resumes=True),
+    "subscription.reactivate": _subscription(Subscription.Status.ACTIVE, resumes=True),
     "subscription.cancel": _subscription(Subscription.Status.CANCELLED),
     "subscription.update": subscription_updated,
     # Not in Recurrente's documented list (a failed first charge is usually only visible through

@@ -125,7 +125,10 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
                 subscription.current_period_start = payment.paid_at
                 subscription.current_period_end = payment.paid_at + relativedelta(months=1)
                 subscription.save(update_fields=["current_period_start", "current_period_end", "updated_at"])
-            _subscription_apply(subscription=subscription, site=site, status=Subscription.Status.ACTIVE, event_at=confirmation.paid_at)
+            # A charge is the clearest sign Recurrente bills it: it ends an older cancellation.
+            _subscription_apply(
+                subscription=subscription, site=site, status=Subscription.Status.ACTIVE, event_at=confirmation.paid_at, resumes=True,
+            )
         logger.info(
             "hosting payment %s recorded for site %s (subscription %s)",
             payment.recurrente_payment_id, site.pk, confirmation.subscription_id or "-",
@@ -134,10 +137,11 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
 
 
 def subscription_status_record(
-    *, subscription_id: str, status: str, event_at: datetime | None = None, payment_id: str = ""
+    *, subscription_id: str, status: str, event_at: datetime | None = None, payment_id: str = "", resumes: bool = False
 ) -> Outcome:
     """Apply a subscription event (`subscription.create`, `.past_due`, `.pause`, …) as the state
-    `status`, unless a newer event was already applied."""
+    `status`, unless a newer event was already applied. `resumes`: the event says billing resumed
+    (`reactivate`, `unpause`), which ends an older cancellation."""
     subscription = Subscription.objects.filter(recurrente_subscription_id=subscription_id).first()
     session = None
     details: dict = {}
@@ -162,7 +166,7 @@ def subscription_status_record(
             Payment.objects.filter(
                 recurrente_payment_id=payment_id, kind=Payment.Kind.SUBSCRIPTION, site_id=site.pk, subscription__isnull=True
             ).update(subscription=subscription, updated_at=timezone.now())
-        applied = _subscription_apply(subscription=subscription, site=site, status=status, event_at=event_at)
+        applied = _subscription_apply(subscription=subscription, site=site, status=status, event_at=event_at, resumes=resumes)
         if applied and status == Subscription.Status.ACTIVE and session is not None and session.status != CheckoutSession.Status.COMPLETED:
             # Recurrente only creates a subscription once its first charge went through.
             _session_complete(session=session, user=subscription.user)
@@ -171,7 +175,7 @@ def subscription_status_record(
 
 def subscription_refresh(*, subscription_id: str, event_at: datetime | None = None) -> Outcome:
     """`subscription.update` (and anything else that only says "something changed"), and the
-    reconciler's daily look: read the state from Recurrente's API, outside any lock, and apply it
+    reconciler's daily look: read the state from Recurrente's API before locking the site, and apply it
     like an event of that time. Without an event, the time is the subscription's `updated_at` at
     Recurrente (its clock, like the events'), or else when we asked, so an event older than that
     state never overwrites it, and a newer one still applies."""
@@ -237,12 +241,20 @@ def subscription_period_end_apply(*, subscription: Subscription, site: Site, now
         # We cancelled it at Recurrente (DELETE answered OK) and the period is over; whether or
         # not its subscription.cancel webhook ever comes, the mirror says what is true now.
         subscription.status = Subscription.Status.CANCELLED
-        subscription.cancelled_at = subscription.cancelled_at or now
+        # Dated when the owner asked, not when this job ran: news from Recurrente newer than the
+        # request (a reactivation delivered late) must still be able to undo it.
+        subscription.cancelled_at = subscription.cancelled_at or subscription.cancel_requested_at or now
         subscription.save(update_fields=["status", "cancelled_at", "updated_at"])
     if site.status != Site.Status.ACTIVE or _site_paid_by_another(site=site, subscription=subscription, now=now):
         return False
     _site_suspend(site=site, subscription=subscription, reason="ended", occasion=f"end:{subscription.current_period_end.isoformat()}")
     return True
+
+
+def _since_reactivation(subscription: Subscription) -> str:
+    # The portal and Recurrente's event report one cancellation at slightly different times, so
+    # the notice is keyed by the reactivation that preceded it (none for the first).
+    return f":after:{subscription.reactivated_at.isoformat()}" if subscription.reactivated_at else ""
 
 
 def hosting_cancelled_email_queue(*, site: Site, subscription: Subscription) -> None:
@@ -256,7 +268,8 @@ def hosting_cancelled_email_queue(*, site: Site, subscription: Subscription) -> 
             "reason": "cancel_scheduled",
             "live_until": dateformat.format(timezone.localtime(until), "F j, Y") if until else "",
         },
-        dedupe_key=f"hosting_cancelled:{subscription.pk}",
+        # One notice per cancellation: a subscription reactivated and cancelled again is told again.
+        dedupe_key=f"hosting_cancelled:{subscription.pk}{_since_reactivation(subscription)}",
     )
 
 
@@ -271,7 +284,8 @@ def _subscription_origin_find(*, subscription_id: str, payment_id: str) -> tuple
         if payment and payment.checkout_session and payment.checkout_session.kind == CheckoutSession.Kind.SUBSCRIPTION:
             return payment.checkout_session, {}
     try:
-        # Outside any transaction: no row is locked while we wait on the network. Unavailable
+        # Before any site or subscription row is locked (a webhook's processing transaction holds
+        # only its own event row meanwhile), so no purchase waits on the network. Unavailable
         # errors propagate, so the event fails and is retried later.
         details = recurrente_client().get_subscription(subscription_id)
     except RecurrenteNotFound:
@@ -319,8 +333,11 @@ def _subscription_fill_period(*, subscription: Subscription, details: dict) -> N
         subscription.save(update_fields=[*fields, "updated_at"])
 
 
-def _subscription_apply(*, subscription: Subscription, site: Site, status: str, event_at: datetime | None) -> bool:
-    """Set the status unless this news is older than what we already applied; move the site."""
+def _subscription_apply(
+    *, subscription: Subscription, site: Site, status: str, event_at: datetime | None, resumes: bool = False
+) -> bool:
+    """Set the status unless this news is older than what we already applied; move the site.
+    `resumes`: the news is a sign billing resumed (a reactivate or unpause event, a charge)."""
     if event_at and subscription.last_event_at and event_at < subscription.last_event_at:
         logger.info(
             "subscription %s: %s event from %s is older than %s; not applied",
@@ -340,12 +357,13 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
         )
         return False
     previous = subscription.status
+    undone = _cancellation_undone(subscription=subscription, status=status, event_at=event_at, resumes=resumes)
     subscription.status = status
     fields = ["status", "updated_at"]
     if event_at:
         subscription.last_event_at = event_at
         fields.append("last_event_at")
-    if _cancellation_undone(subscription=subscription, status=status, event_at=event_at):
+    if undone:
         # Recurrente says, after our cancellation, that the subscription lives (reactivated,
         # charged, paused): the period end must not cancel it again while Recurrente bills.
         logger.warning(
@@ -356,7 +374,8 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
         )
         subscription.cancel_requested_at = None
         subscription.cancelled_at = None
-        fields += ["cancel_requested_at", "cancelled_at"]
+        subscription.reactivated_at = event_at
+        fields += ["cancel_requested_at", "cancelled_at", "reactivated_at"]
     if status == Subscription.Status.CANCELLED and subscription.cancelled_at is None:
         subscription.cancelled_at = event_at or timezone.now()
         fields.append("cancelled_at")
@@ -369,11 +388,15 @@ def _subscription_apply(*, subscription: Subscription, site: Site, status: str, 
     return True
 
 
-def _cancellation_undone(*, subscription: Subscription, status: str, event_at: datetime | None) -> bool:
-    """Newer provider state wins: any state but cancelled, reported for a time after every
-    cancellation we know of (ours from the portal, Recurrente's own), ends that cancellation. News
-    without a time never does: it could be older than the cancellation."""
+def _cancellation_undone(*, subscription: Subscription, status: str, event_at: datetime | None, resumes: bool) -> bool:
+    """Newer provider state wins, on evidence: Recurrente moved the subscription out of
+    `cancelled`, or said billing resumed (reactivate, unpause, a charge), at a time after every
+    cancellation we know of (the owner's from the portal, Recurrente's own). A plain "active"
+    read after a portal cancel is not evidence: Recurrente may keep a cancelled subscription
+    active until its period ends. News without a time never undoes a cancellation."""
     if status == Subscription.Status.CANCELLED or event_at is None:
+        return False
+    if not (resumes or subscription.status == Subscription.Status.CANCELLED):
         return False
     cancellations = [at for at in (subscription.cancel_requested_at, subscription.cancelled_at) if at is not None]
     return bool(cancellations) and all(event_at > at for at in cancellations)

@@ -505,6 +505,18 @@ T_END = PERIOD_END + timedelta(minutes=1)
 AFTER_END = PERIOD_END + timedelta(days=1)
 
 
+def update_event(at: datetime) -> dict:
+    payload = subscription_event("subscription.create.json", created_at=at.isoformat())
+    payload["event_type"] = "subscription.update"
+    return payload
+
+
+def renewal_event(at: datetime) -> dict:
+    payload = recurrente_fixture("events/payment_intent.succeeded.subscription.json")
+    payload["id"], payload["created_at"] = "pa_renewal_after_cancel", at.isoformat()
+    return payload
+
+
 def reactivate_event(at: datetime) -> dict:
     payload = subscription_event("subscription.unpause.json", created_at=at.isoformat())
     payload["event_type"] = "subscription.reactivate"
@@ -549,9 +561,21 @@ ORDERINGS = {
         [("cancel", AFTER_PORTAL), ("end", T_END), ("reactivate", T_PORTAL)],
         Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
     ),
-    "portal, cancel, reactivate, cancelled again, period end": (
+    "portal, cancel, reactivate, cancelled again, period end (the owner is told of each cancellation)": (
         [("portal", T_PORTAL), ("cancel", AFTER_PORTAL), ("reactivate", MID_PERIOD), ("cancel", LATER_MID_PERIOD), ("end", T_END)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "cancel_scheduled", "ended"],
+    ),
+    "portal, period end, then a reactivate dated before the end, delivered late": (
+        [("portal", T_PORTAL), ("end", T_END), ("reactivate", MID_PERIOD)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled", "ended"],
+    ),
+    "portal, a newer 'something changed' that reads active, period end (active is no proof of a reactivation)": (
+        [("portal", T_PORTAL), ("update", MID_PERIOD), ("end", T_END)],
         Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "portal, a newer renewal charge, period end": (
+        [("portal", T_PORTAL), ("renewal", MID_PERIOD), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
     ),
     "period end with no cancellation at all": (
         [("end", T_END)],
@@ -575,6 +599,10 @@ def test_cancel_reactivate_and_period_end_in_every_order(name, client, owner, li
                 assert post_event(client, subscription_event("subscription.cancel.json", created_at=at.isoformat())).status_code == 200
             elif step == "reactivate":
                 assert post_event(client, reactivate_event(at)).status_code == 200
+            elif step == "update":  # Recurrente's GET (api_ok) still reads `active`
+                assert post_event(client, update_event(at)).status_code == 200
+            elif step == "renewal":
+                assert post_event(client, renewal_event(at)).status_code == 200
             else:
                 with freeze_time(at):
                     suspend_ended_subscriptions.delay()
