@@ -115,10 +115,19 @@ def test_a_provider_error_is_retried_under_the_same_key(brevo, django_capture_on
 
 def test_an_error_while_rendering_is_retried_then_failed_and_alerted(django_capture_on_commit_callbacks):
     log = queued(django_capture_on_commit_callbacks)
+    countdowns = []
     with mock.patch.object(emails, "render_to_string", side_effect=KeyError("business_name")):
+        with mock.patch.object(send_email, "retry", side_effect=lambda exc, countdown: countdowns.append(countdown) or exc):
+            with pytest.raises(KeyError):
+                send_email.apply(args=[log.pk], throw=True)
+        log.refresh_from_db()
+        # Not left `sending`: back in the queue with the error, retried on the usual schedule
+        # (nothing reached the provider, so no outcome is unknown).
+        assert log.status == EmailLog.Status.QUEUED and "KeyError" in log.error and log.attempts == 1
+        assert countdowns == [30] and log.outcome_unknown_since is None
         send_email.apply(args=[log.pk], retries=send_email.max_retries)
     log.refresh_from_db()
-    assert log.status == EmailLog.Status.FAILED and "KeyError" in log.error and log.attempts == 1
+    assert log.status == EmailLog.Status.FAILED and "KeyError" in log.error and log.attempts == 2
     alert = alert_transactional_emails_failing(now=timezone.now())
     assert alert is not None and f"email {log.pk} (receipt, failed" in alert.body
     assert mail.outbox == []
