@@ -5,7 +5,6 @@ cancellation, otherwise the owner hears "could not confirm" (never "nothing chan
 are alerted."""
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -17,7 +16,6 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
-from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from checkout.models import Subscription
 from checkout.services.hosting import CONFIRM_TIMEOUT, hosting_cancel
@@ -31,6 +29,7 @@ from webhooks.tests.helpers import post_event, subscription_event
 from webmagic.models import EmailLog
 
 from .conftest import API
+from .recurrente_faults import maybe_acted, never_sent
 
 pytestmark = pytest.mark.django_db
 
@@ -245,36 +244,23 @@ def test_a_paused_subscription_can_be_cancelled(owner_client, live_site, api_ok)
 
 # --- A cancel without a clear answer: ask Recurrente before telling the owner anything -----------
 
-def connection_error(reason) -> requests.ConnectionError:
-    """What requests raises when urllib3 could not open the connection (as in production)."""
-    return requests.ConnectionError(MaxRetryError(None, f"/api/subscriptions/{SU}", reason))
-
-
 # The DELETE certainly changed nothing: never sent, or turned away unread. Nothing is asked after.
 NOTHING_SENT = {
-    "connect timeout": {"body": requests.ConnectTimeout("connect timed out")},
-    "connection refused": {"body": connection_error(NewConnectionError(None, "[Errno 111] Connection refused"))},
-    "dns": {"body": connection_error(NameResolutionError("app.recurrente.com", None, socket.gaierror(-2, "not known")))},
+    **never_sent(f"/api/subscriptions/{SU}"),
     "401": {"status": 401, "json": {"message": "Invalid keys"}},
     "429": {"status": 429, "json": {"message": "Too many requests"}},
 }
 
 # The DELETE may have cancelled (or, for a 404, the subscription may be gone because it was).
 MAYBE_CANCELLED = {
-    "read timeout": {"body": requests.ReadTimeout("read timed out")},
-    "dropped after sending": {"body": requests.ConnectionError(
-        ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))},
-    "500": {"status": 500, "json": {"message": "Internal server error"}},
-    "502": {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
-    "503": {"status": 503, "json": {"message": "unavailable"}},
-    "redirect": {"status": 302, "headers": {"Location": "https://elsewhere.example/subscriptions"}},
+    **maybe_acted("https://elsewhere.example/subscriptions"),
     "404": {"status": 404, "json": {"message": "Not found"}},
 }
 
 GET_FAILS = {
-    "read timeout": {"body": requests.ReadTimeout("read timed out")},
-    "503": {"status": 503, "json": {"message": "unavailable"}},
-    "connection refused": {"body": connection_error(NewConnectionError(None, "[Errno 111] Connection refused"))},
+    "read timeout": maybe_acted()["read timeout"],
+    "503": maybe_acted()["503"],
+    "connection refused": never_sent(f"/api/subscriptions/{SU}")["connection refused"],
     "404": {"status": 404, "json": {"message": "Not found"}},
 }
 

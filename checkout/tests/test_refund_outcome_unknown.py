@@ -5,13 +5,10 @@ how to find out, the payment is marked so no second refund is asked for, and it 
 staff record the dashboard refund or say no refund was made. A request that certainly never left
 (connection refused, DNS, connect timeout) or that Recurrente refused changed nothing."""
 
-import socket
 
 import pytest
-import requests
 import responses as responses_lib
 from django.contrib.auth.models import Permission
-from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from checkout.models import Payment, Refund
 from checkout.services import refunds
@@ -20,6 +17,7 @@ from customers.tests.factories import CustomerFactory
 from sites.tests.factories import SiteFactory
 
 from .conftest import API
+from .recurrente_faults import maybe_acted, never_sent
 from .test_refunds import BUYER, PAYMENTS, RE_ID, RECORD, act, customer_mails, got_refund, posts, refund_answer, staff_mails, state
 
 pytestmark = pytest.mark.django_db
@@ -32,27 +30,10 @@ def payment(db):
     return PaymentFactory(recurrente_payment_id="pa_ttr2w9xk", recurrente_intent_id="in_y7c2p4lq", site=site, user=buyer)
 
 
-def connection_error(reason) -> requests.ConnectionError:
-    """What requests raises when urllib3 could not open the connection (as in production)."""
-    return requests.ConnectionError(MaxRetryError(None, "/api/refunds", reason))
-
-
-MAYBE_ACTED = {
-    "read timeout": {"body": requests.ReadTimeout("read timed out")},
-    "dropped after sending": {"body": requests.ConnectionError(
-        ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))},
-    "500": {"status": 500, "json": {"message": "Internal server error"}},
-    "502": {"status": 502, "body": "<html>Bad gateway</html>", "content_type": "text/html"},
-    "503": {"status": 503, "json": {"message": "unavailable"}},
-    "redirect": {"status": 302, "headers": {"Location": "https://elsewhere.example/refunds"}},
-}
+MAYBE_ACTED = maybe_acted("https://elsewhere.example/refunds")
 
 NOTHING_CHANGED = {
-    "connect timeout": ({"body": requests.ConnectTimeout("connect timed out")}, "Nothing was changed; try again later"),
-    "connection refused": ({"body": connection_error(NewConnectionError(None, "[Errno 111] Connection refused"))},
-                           "Nothing was changed; try again later"),
-    "dns": ({"body": connection_error(NameResolutionError("app.recurrente.com", None, socket.gaierror(-2, "not known")))},
-            "Nothing was changed; try again later"),
+    **{name: (answer, "Nothing was changed; try again later") for name, answer in never_sent("/api/refunds").items()},
     "429": ({"status": 429, "json": {"message": "Too many requests"}}, "Nothing was changed; try again later"),
     "401": ({"status": 401, "json": {"message": "Invalid keys"}}, "Nothing was changed"),
     "422": ({"status": 422, "json": {"message": "No se pudo", "errors": {"intent_id": ["no es válido"]}}},
