@@ -64,6 +64,19 @@ def kill(live, worker, env, which: str):
     return live.worker(env, name="worker-restarted")
 
 
+def kill_and_wait_for_the_takeover(live, worker, env, which: str, *, stand_in, age_claim, done, what: str):
+    """Kill the worker while `stand_in` holds its answer, then wait until `done()`. After a whole
+    worker dies, beat runs the sweeps for a new worker, once the dead claim is past the sweep's
+    one-minute grace (`age_claim` makes it so instead of waiting)."""
+    worker = kill(live, worker, env, which)
+    stand_in.release.set()
+    alive = (worker,)
+    if which == "worker":
+        alive = (worker, live.beat(env))
+        age_claim()
+    live.wait_until(done, timeout=60, alive=alive, what=what)
+
+
 def enqueue(live, env, code: str):
     """Enqueue through the real broker, from a process of its own (as a web request would)."""
     script = live.django_script("enqueue", code, env)
@@ -90,19 +103,11 @@ def test_a_worker_killed_while_the_provider_holds_an_email_delivers_it_exactly_o
         log = EmailLog.objects.get()
         assert log.status == EmailLog.Status.SENDING and log.attempts == 1
 
-        worker = kill(live, worker, env, which)
-        brevo.release.set()
-        if which == "worker":
-            beat = live.beat(env)
-            # Past the sweep's one-minute grace for a claim (aged, not waited for).
-            EmailLog.objects.filter(pk=log.pk).update(updated_at=timezone.now() - timedelta(minutes=2))
-            alive = (worker, beat)
-        else:
-            alive = (worker,)
-
-        live.wait_until(
-            lambda: EmailLog.objects.filter(pk=log.pk, status=EmailLog.Status.SENT).exists(),
-            timeout=60, alive=alive, what="the email to be sent by the attempt that took over",
+        kill_and_wait_for_the_takeover(
+            live, worker, env, which, stand_in=brevo,
+            age_claim=lambda: EmailLog.objects.filter(pk=log.pk).update(updated_at=timezone.now() - timedelta(minutes=2)),
+            done=lambda: EmailLog.objects.filter(pk=log.pk, status=EmailLog.Status.SENT).exists(),
+            what="the email to be sent by the attempt that took over",
         )
     log.refresh_from_db()
     assert log.attempts == 2 and log.provider_message_id == "<1@smtp-relay.mailin.fr>"
@@ -139,18 +144,13 @@ def test_a_worker_killed_while_recurrente_holds_an_event_applies_it_exactly_once
         event.refresh_from_db()
         assert event.status == WebhookEvent.Status.PROCESSING and event.attempts == 1
 
-        worker = kill(live, worker, env, which)
-        recurrente.release.set()
-        if which == "worker":
-            beat = live.beat(env)
-            WebhookEvent.objects.filter(pk=event.pk).update(processing_started_at=timezone.now() - timedelta(minutes=2))
-            alive = (worker, beat)
-        else:
-            alive = (worker,)
-
-        live.wait_until(
-            lambda: WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSED).exists(),
-            timeout=60, alive=alive, what="the event to be processed by the attempt that took over",
+        kill_and_wait_for_the_takeover(
+            live, worker, env, which, stand_in=recurrente,
+            age_claim=lambda: WebhookEvent.objects.filter(pk=event.pk).update(
+                processing_started_at=timezone.now() - timedelta(minutes=2)
+            ),
+            done=lambda: WebhookEvent.objects.filter(pk=event.pk, status=WebhookEvent.Status.PROCESSED).exists(),
+            what="the event to be processed by the attempt that took over",
         )
     event.refresh_from_db()
     assert event.attempts == 2 and event.error == ""
