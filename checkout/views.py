@@ -171,7 +171,12 @@ def recover(request, token):
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
     """GET asks for confirmation (link scanners must not unsubscribe anyone); POST unsubscribes."""
-    email = recovery.unsubscribe_token_email(token=token)
+    try:
+        email = recovery.unsubscribe_token_email(token=token)
+    except recovery.UnsubscribeLinkExpired:
+        # 410 for GET and one-click POST alike: the link was real, but the address it stood for
+        # was deleted with the old attempt, so nothing was (or can be) unsubscribed through it.
+        return render(request, "checkout/unsubscribe_expired.html", status=410)
     if email is None:
         raise Http404("No such unsubscribe link")
     if request.method == "POST":

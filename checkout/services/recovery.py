@@ -27,7 +27,8 @@ from hashlib import sha256
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, CharField, Exists, F, Func, JSONField, OuterRef, Q, Value, When
+from django.db.models.functions import Cast, Concat, Replace
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
@@ -55,6 +56,12 @@ PERSONAL_DATA_RETENTION = timedelta(days=90)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10  # 32**10 ≈ 2**50 possibilities: not guessable, and it unlocks nothing by itself anyway
 DEDUPE_KEY_MAX = 200  # EmailLog.dedupe_key max_length
+# What an email's context may hold about the buyer (the reminder, receipt and refund put their name
+# in `customer_name`); ids, amounts, the site and the discount code are not about the person.
+PERSONAL_CONTEXT_KEYS = ("customer_name", "customer_email", "full_name", "email", "name")
+# The reminder's dedupe key once the address is gone: one reminder per session, and not the shape
+# `recovery:<site uuid>:<email>` of a live key, so the two can never collide.
+SCRUBBED_REMINDER_KEY_PREFIX = "recovery:session:"
 
 
 def recovery_delay() -> timedelta:
@@ -90,20 +97,31 @@ def unsubscribe_token_make(*, session_id) -> str:
     return signing.Signer(salt=UNSUBSCRIBE_TOKEN_SALT).sign(uuid.UUID(str(session_id)).hex)
 
 
+class UnsubscribeLinkExpired(Exception):
+    """A genuine link whose address the 90-day cleanup removed: there is nobody left to unsubscribe."""
+
+
 def unsubscribe_token_email(*, token: str) -> str | None:
-    """The address a valid unsubscribe token stands for, or None (tampered or unknown)."""
+    """The address a valid unsubscribe token stands for, or None (tampered or unknown).
+
+    Raises UnsubscribeLinkExpired for a genuine link of an attempt whose buyer and reminder the
+    cleanup scrubbed."""
     try:
         session_id = uuid.UUID(hex=signing.Signer(salt=UNSUBSCRIBE_TOKEN_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
         return None
     email = CheckoutSession.objects.filter(pk=session_id).values_list("customer_email", flat=True).first()
+    if email is None:
+        return None  # no such session
     if not email:
-        # The cleanup removed the buyer from an old attempt; the reminder that carried this link
-        # still says where it went, so unsubscribing keeps working.
+        # The buyer was removed by a cleanup that did not yet scrub the reminder (before the email
+        # scrub existed, the next run does it): the reminder still says where this link went.
         email = EmailLog.objects.filter(
             checkout_session_id=session_id, kind=EmailLog.Kind.RECOVERY_REMINDER,
-        ).values_list("to_email", flat=True).first()
-    return _normalise(email) if email else None
+        ).exclude(to_email="").values_list("to_email", flat=True).first()
+    if not email:
+        raise UnsubscribeLinkExpired()
+    return _normalise(email)
 
 
 def recovery_dedupe_key(*, site_id, email: str) -> str:
@@ -289,6 +307,9 @@ def recovery_send_time_objection(*, session: CheckoutSession) -> str:
     session = CheckoutSession.objects.select_related("site").get(pk=session.pk)
     if session.status == CheckoutSession.Status.COMPLETED:
         return "already_bought"
+    if not session.customer_email:
+        # The cleanup removed the buyer (and scrubbed this email's address): nobody to send it to.
+        return "buyer_removed"
     return _no_reminder_reason(site=session.site, email=_normalise(session.customer_email))
 
 
@@ -501,18 +522,39 @@ def email_suppression_create(*, email: str, source: str) -> EmailSuppression:
 
 # --- Cleanup ------------------------------------------------------------------------------------
 
+class JSONKeysRemove(Func):
+    """`context` without the given top-level keys, computed by the database (so a bulk UPDATE can
+    drop them): `jsonb - text[]` on PostgreSQL, `json_remove` on SQLite (laptop mode)."""
+
+    output_field = JSONField()
+
+    def __init__(self, expression, *, keys):
+        self.keys = tuple(keys)
+        super().__init__(expression)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"({sql} - %s::text[])", (*params, list(self.keys))
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.source_expressions[0])
+        paths = ", ".join(["%s"] * len(self.keys))
+        return f"json_remove({sql}, {paths})", (*params, *(f'$."{key}"' for key in self.keys))
+
+
 def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
     """Daily: close attempts whose recovery chance is over, and drop personal data after 90 days.
 
     An open attempt expires once the reminder could have been sent (delay) and its offer could have
     been used (window): created more than delay + window ago, and, if reminded, reminded more than
     a window ago (a reminder that went out late keeps its full 48 hours). Expiring changes no money:
-    a payment that still arrives completes the session (late completion). Three bulk UPDATEs.
+    a payment that still arrives completes the session (late completion). Four bulk UPDATEs.
 
     After 90 days every attempt loses its request data (IP, user agent, referrer), and an attempt
     that never led to money (expired, no payment or subscription names it) also loses the buyer's
-    name and email. What the funnel and the books need stays: site, kind, status, amounts, dates,
-    reminder and recovery links. A paid attempt keeps its buyer (refunds and receipts name them).
+    name and email, and so do the emails sent about it (see `_buyerless_emails_scrub`). What the
+    funnel and the books need stays: site, kind, status, amounts, dates, email statuses, reminder
+    and recovery links. A paid attempt keeps its buyer (refunds and receipts name them).
     """
     now = now or timezone.now()
     expired = CheckoutSession.objects.filter(
@@ -525,12 +567,51 @@ def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
     stripped = old.filter(Q(ip_address__isnull=False) | ~Q(user_agent="") | ~Q(referrer="")).update(
         ip_address=None, user_agent="", referrer="", updated_at=now,
     )
-    anonymised = old.filter(
-        ~Q(customer_name="") | ~Q(customer_email=""), status=CheckoutSession.Status.EXPIRED,
-    ).exclude(
+    never_paid = old.filter(status=CheckoutSession.Status.EXPIRED).exclude(
         Exists(Payment.objects.filter(checkout_session=OuterRef("pk")))
         | Exists(Subscription.objects.filter(checkout_session=OuterRef("pk")))
-    ).update(customer_name="", customer_email="", updated_at=now)
-    logger.info("abandoned-cart cleanup: %s session(s) expired, request data removed from %s, buyer removed from %s",
-                expired, stripped, anonymised)
-    return {"expired": expired, "stripped": stripped, "anonymised": anonymised}
+    )
+    # Emails first: they are found through the same set whether or not its buyer is already gone,
+    # so an attempt anonymised before this scrub existed has its emails scrubbed on the next run.
+    emails_scrubbed = _buyerless_emails_scrub(sessions=never_paid, now=now)
+    anonymised = never_paid.filter(~Q(customer_name="") | ~Q(customer_email="")).update(
+        customer_name="", customer_email="", updated_at=now,
+    )
+    logger.info("abandoned-cart cleanup: %s session(s) expired, request data removed from %s, buyer removed from %s "
+                "and from %s email(s)", expired, stripped, anonymised, emails_scrubbed)
+    return {"expired": expired, "stripped": stripped, "anonymised": anonymised, "emails_scrubbed": emails_scrubbed}
+
+
+def _buyerless_emails_scrub(*, sessions, now: datetime) -> int:
+    """The emails about attempts whose buyer the cleanup removes lose that buyer too (one UPDATE).
+
+    Email logs are never deleted (they are the dedupe and delivery record), so they are scrubbed:
+    no address, no name in the context, and the reminder's dedupe key `recovery:<site>:<email>`
+    becomes `recovery:session:<session id hex>`, still unique (one reminder per session). Nothing can
+    ask for a reminder for these attempts again: they are expired (the scan and "send now" take
+    open ones only) and a retried send finds no buyer (`recovery_send_time_objection`). Kind,
+    status, dates, subject (site and offer, no name) and the session link stay, so the funnel's
+    sent/opened/clicked counts do not move. By construction no receipt or welcome is among them:
+    those belong to attempts a payment names, which keep their buyer.
+    """
+    reminder = Q(kind=EmailLog.Kind.RECOVERY_REMINDER, dedupe_key__isnull=False)
+    return EmailLog.objects.filter(
+        ~Q(to_email="") | Q(context__has_any_keys=list(PERSONAL_CONTEXT_KEYS)),
+        checkout_session__in=sessions,
+    ).update(
+        to_email="",
+        context=JSONKeysRemove(F("context"), keys=PERSONAL_CONTEXT_KEYS),
+        dedupe_key=Case(
+            When(reminder, then=Concat(Value(SCRUBBED_REMINDER_KEY_PREFIX), _uuid_hex("checkout_session_id"))),
+            default=F("dedupe_key"),
+        ),
+        # A provider's refusal may quote the address it refused.
+        error=Replace(F("error"), F("to_email"), Value("[address removed]")),
+        updated_at=now,
+    )
+
+
+def _uuid_hex(field: str):
+    """A UUID column as 32 hex digits on every database (PostgreSQL casts it with hyphens, SQLite
+    stores it without), so the scrubbed key has one spelling."""
+    return Replace(Cast(field, CharField()), Value("-"), Value(""))

@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 from freezegun import freeze_time
 
 from checkout.models import CheckoutSession, Payment
-from checkout.tasks import cleanup_old_abandoned_carts
+from checkout.tasks import check_abandoned_carts, cleanup_old_abandoned_carts
 from checkout.tests.factories import CheckoutSessionFactory, PaymentFactory, SubscriptionFactory
 from sites.tests.factories import SiteFactory
 from webmagic.models import EmailLog, EmailSuppression
@@ -128,31 +128,181 @@ def test_the_funnel_and_the_admin_still_work_on_attempts_without_a_buyer(staff_c
     assert staff_client.post(change, {"status": S.EXPIRED}).status_code == 302
 
 
+# --- The emails about an attempt whose buyer is removed ------------------------------------------
+
+def reminded_by_the_scan(capture, *, days_ago: int, **kwargs) -> tuple[CheckoutSession, EmailLog]:
+    """An attempt reminded and emailed by the real scan `days_ago` days before NOW."""
+    with freeze_time(timezone.now() - timedelta(days=days_ago, minutes=20)):
+        session = CheckoutSessionFactory(**kwargs)
+    with freeze_time(timezone.now() - timedelta(days=days_ago)), capture(execute=True):
+        check_abandoned_carts()
+    log = EmailLog.objects.get(checkout_session=session, kind=EmailLog.Kind.RECOVERY_REMINDER)
+    assert log.status == EmailLog.Status.SENT and log.to_email == session.customer_email
+    return session, log
+
+
+def email_rows(logs) -> list[dict]:
+    return list(EmailLog.objects.filter(pk__in=[log.pk for log in logs]).order_by("pk").values())
+
+
 @freeze_time(NOW)
-def test_an_old_reminders_unsubscribe_link_still_works_after_the_buyer_was_removed(client):
+def test_the_emails_about_an_attempt_whose_buyer_is_removed_lose_the_name_and_address(
+    recurrente_checkouts, django_capture_on_commit_callbacks, preview_site,
+):
+    from checkout.selectors import funnel_metrics
+
+    gone, gone_log = reminded_by_the_scan(django_capture_on_commit_callbacks, days_ago=95, site=preview_site,
+                                          customer_name="Zoë Quintanilla", customer_email="zoe.q@example.com")
+    # Another email about the same attempt (a failed one whose error quotes the address).
+    other = EmailLog.objects.create(
+        kind=EmailLog.Kind.STAFF_ALERT, to_email="zoe.q@example.com", subject="About a checkout", checkout_session=gone,
+        status=EmailLog.Status.FAILED, context={"customer_name": "Zoë Quintanilla", "body": "see admin"},
+        error="Brevo: recipient zoe.q@example.com refused",
+    )
+    # Kept: an attempt the buyer later paid for (late completion), and a young one.
+    paid, paid_log = reminded_by_the_scan(django_capture_on_commit_callbacks, days_ago=100, site=SiteFactory(),
+                                          customer_email="paid@example.com")
+    young, young_log = reminded_by_the_scan(django_capture_on_commit_callbacks, days_ago=80, site=SiteFactory(),
+                                            customer_email="young@example.com")
+    PaymentFactory(site=paid.site, checkout_session=paid)
+    CheckoutSession.objects.filter(pk=paid.pk).update(status=S.COMPLETED)
+    EmailLog.objects.filter(pk=gone_log.pk).update(status=EmailLog.Status.CLICKED, opened_at=timezone.now() - timedelta(days=94),
+                                                  clicked_at=timezone.now() - timedelta(days=94))
+    EmailLog.objects.filter(pk=young_log.pk).update(status=EmailLog.Status.OPENED, opened_at=timezone.now() - timedelta(days=79))
+    start, end = timezone.now() - timedelta(days=200), timezone.now()
+    funnel_before = funnel_metrics(start=start, end=end)
+    kept_before = email_rows([paid_log, young_log])
+    gone_before = EmailLog.objects.get(pk=gone_log.pk)
+
+    result = cleanup_old_abandoned_carts()
+
+    assert (result["anonymised"], result["emails_scrubbed"]) == (1, 2)
+    for log in EmailLog.objects.filter(checkout_session=gone):
+        stored = " ".join(str(value) for value in (log.to_email, log.context, log.dedupe_key, log.subject, log.error))
+        assert "zoe" not in stored.lower() and "Quintanilla" not in stored and log.to_email == ""
+    gone_log.refresh_from_db()
+    assert gone_log.dedupe_key == f"recovery:session:{gone.pk.hex}"
+    # What is not about the person stays: the offer, the site, the code, the delivery record.
+    assert gone_log.context == {key: value for key, value in gone_before.context.items() if key != "customer_name"}
+    assert gone_log.context["recovery_code"] == CheckoutSession.objects.get(pk=gone.pk).recovery_code
+    assert gone_log.context["site_name"] == "LA Plumbing Pros" and gone_log.context["discounted_price"]
+    assert (gone_log.subject, gone_log.status, gone_log.sent_at, gone_log.opened_at, gone_log.clicked_at,
+            gone_log.provider_message_id, gone_log.created_at) == (
+        gone_before.subject, gone_before.status, gone_before.sent_at, gone_before.opened_at, gone_before.clicked_at,
+        gone_before.provider_message_id, gone_before.created_at)
+    other.refresh_from_db()
+    assert other.context == {"body": "see admin"} and other.error == "Brevo: recipient [address removed] refused"
+    assert other.dedupe_key is None  # only the reminder's key named the person
+    assert email_rows([paid_log, young_log]) == kept_before
+    assert funnel_metrics(start=start, end=end) == funnel_before
+    assert funnel_before["reminders_sent"] == 3 and funnel_before["reminder_click_rate"]
+
+    # A second run finds nothing left to change.
+    scrubbed = email_rows([gone_log, other])
+    with freeze_time(timezone.now() + timedelta(days=1)):
+        again = cleanup_old_abandoned_carts()
+    assert (again["anonymised"], again["emails_scrubbed"]) == (0, 0)
+    assert email_rows([gone_log, other]) == scrubbed
+
+    # The scan never reminds the scrubbed attempt again.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check_abandoned_carts() == {"reminded": 0, "closed": 0, "reconciled": 0, "deferred": 0}
+    assert EmailLog.objects.filter(checkout_session=gone).count() == 2
+
+
+@freeze_time(NOW)
+def test_a_reminder_of_an_attempt_anonymised_before_the_scrub_existed_is_scrubbed_on_the_next_run(preview_site):
+    session = session_at(created=timedelta(days=120), status=S.EXPIRED, reminded=timedelta(days=120), site=preview_site)
+    log = EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, to_email=session.customer_email, checkout_session=session,
+                                  status=EmailLog.Status.SENT, dedupe_key=f"recovery:{session.site_id}:{session.customer_email}",
+                                  context={"customer_name": "María López", "price": "$495.00"})
+    CheckoutSession.objects.filter(pk=session.pk).update(customer_name="", customer_email="")
+
+    assert cleanup_old_abandoned_carts()["emails_scrubbed"] == 1
+    log.refresh_from_db()
+    assert (log.to_email, log.context, log.dedupe_key) == ("", {"price": "$495.00"}, f"recovery:session:{session.pk.hex}")
+
+
+@freeze_time(NOW)
+def test_a_failed_reminder_of_a_scrubbed_attempt_sent_again_is_cancelled_not_sent(django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from webmagic.emails import emails_send_again
+
+    session = session_at(created=timedelta(days=95), status=S.EXPIRED, reminded=timedelta(days=95))
+    log = EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, to_email=session.customer_email, checkout_session=session,
+                                  status=EmailLog.Status.FAILED, dedupe_key=f"recovery:{session.site_id}:{session.customer_email}",
+                                  subject="Still waiting")
+    cleanup_old_abandoned_carts()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert emails_send_again(log_ids=[log.pk]) == [log.pk]
+    log.refresh_from_db()
+    assert log.status == EmailLog.Status.CANCELLED and log.error == "buyer_removed"
+    assert mail.outbox == []
+
+
+# --- Their unsubscribe links ---------------------------------------------------------------------
+
+def unsubscribe_url(session) -> str:
     from checkout.services.recovery import unsubscribe_token_make
 
-    session = session_at(created=timedelta(days=95), status=S.ABANDONED, reminded=timedelta(days=95))
+    return f"/checkout/unsubscribe/{unsubscribe_token_make(session_id=session.pk)}/"
+
+
+@freeze_time(NOW)
+def test_an_old_reminders_unsubscribe_link_says_it_expired_once_the_buyer_is_removed(
+    recurrente_checkouts, django_capture_on_commit_callbacks, preview_site, client,
+):
+    from django.test import Client
+
+    gone, _ = reminded_by_the_scan(django_capture_on_commit_callbacks, days_ago=95, site=preview_site,
+                                   customer_email="zoe.q@example.com")
+    kept, _ = reminded_by_the_scan(django_capture_on_commit_callbacks, days_ago=80, site=SiteFactory(),
+                                   customer_email="young@example.com")
+    cleanup_old_abandoned_carts()
+
+    response = client.get(unsubscribe_url(gone))
+    body = response.content.decode()
+    assert response.status_code == 410 and "expired" in body and "<form" not in body
+    assert "newer email" in body and "reply to any of our emails" in body
+    mail_client = Client(enforce_csrf_checks=True)
+    one_click = mail_client.post(unsubscribe_url(gone), "List-Unsubscribe=One-Click",
+                                 content_type="application/x-www-form-urlencoded")
+    assert one_click.status_code == 410 and "expired" in one_click.content.decode()
+    assert client.post(unsubscribe_url(gone)).status_code == 410
+    assert not EmailSuppression.objects.exists()
+
+    # A reminder whose attempt is kept unsubscribes as before.
+    assert client.get(unsubscribe_url(kept)).status_code == 200
+    assert client.post(unsubscribe_url(kept)).status_code == 200
+    assert list(EmailSuppression.objects.values_list("email", flat=True)) == ["young@example.com"]
+
+
+@freeze_time(NOW)
+def test_an_unsubscribe_link_still_works_while_only_the_session_lost_its_buyer(client):
+    # An attempt anonymised before the email scrub existed, until the next run scrubs its reminder.
+    session = session_at(created=timedelta(days=95), status=S.EXPIRED, reminded=timedelta(days=95))
     EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, to_email=session.customer_email, checkout_session=session,
                             status=EmailLog.Status.SENT, dedupe_key=f"recovery:{session.site_id}:{session.customer_email}")
     address = session.customer_email
-    cleanup_old_abandoned_carts()
-    session.refresh_from_db()
-    assert session.customer_email == ""
+    CheckoutSession.objects.filter(pk=session.pk).update(customer_name="", customer_email="")
 
-    url = f"/checkout/unsubscribe/{unsubscribe_token_make(session_id=session.pk)}/"
-    assert client.get(url).status_code == 200
-    assert client.post(url).status_code == 200
+    assert client.get(unsubscribe_url(session)).status_code == 200
+    assert client.post(unsubscribe_url(session)).status_code == 200
     assert EmailSuppression.objects.filter(email=address).exists()
 
 
 @freeze_time(NOW)
-def test_cleanup_is_three_bulk_updates_whatever_the_number_of_rows(django_assert_num_queries):
-    for _ in range(10):
-        session_at(created=timedelta(days=100))
-    with django_assert_num_queries(3):
+def test_cleanup_is_four_bulk_updates_whatever_the_number_of_rows(django_assert_num_queries):
+    for n in range(10):
+        session = session_at(created=timedelta(days=100))
+        for kind in (EmailLog.Kind.RECOVERY_REMINDER, EmailLog.Kind.STAFF_ALERT):
+            EmailLog.objects.create(kind=kind, to_email=session.customer_email, checkout_session=session,
+                                    dedupe_key=f"{kind}:{n}", context={"customer_name": "María López"})
+    with django_assert_num_queries(4):
         result = cleanup_old_abandoned_carts()
-    assert result == {"expired": 10, "stripped": 10, "anonymised": 10}
+    assert result == {"expired": 10, "stripped": 10, "anonymised": 10, "emails_scrubbed": 20}
+    assert not EmailLog.objects.exclude(to_email="").exists()
 
 
 @freeze_time(NOW)

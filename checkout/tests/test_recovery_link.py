@@ -229,6 +229,21 @@ def test_a_tampered_unsubscribe_link_is_404(client, preview_site):
     assert not EmailSuppression.objects.exists()
 
 
+def test_a_genuine_link_whose_address_was_removed_answers_expired_in_a_fixed_number_of_queries(
+    client, preview_site, django_assert_max_num_queries,
+):
+    # The 90-day cleanup removed the buyer and scrubbed the reminder (checkout/tests/test_recovery_cleanup.py).
+    session = reminded_session(preview_site)
+    CheckoutSession.objects.filter(pk=session.pk).update(customer_name="", customer_email="")
+    for method in (client.get, client.post):
+        with django_assert_max_num_queries(2):
+            response = method(unsubscribe_url(session))
+        assert response.status_code == 410 and "This unsubscribe link has expired" in response.content.decode()
+    assert not EmailSuppression.objects.exists()
+    # A tampered link is still a plain 404, not the expired page.
+    assert client.get(unsubscribe_url(session)[:-3] + "xx/").status_code == 404
+
+
 def test_an_unsubscribed_address_gets_no_reminder_for_any_site(client, preview_site, django_capture_on_commit_callbacks):
     client.post(unsubscribe_url(reminded_session(preview_site)))
     other = CheckoutSessionFactory(customer_email="maria@example.com")
