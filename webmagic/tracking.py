@@ -41,9 +41,12 @@ EVENTS = {
 }
 
 
-def email_tracking_record(*, message_id: str, event_type: str, timestamp: datetime | None = None, detail: str = "") -> bool:
+def email_tracking_record(
+    *, message_id: str, event_type: str, timestamp: datetime | None = None, detail: str = "", recipient: str = "",
+) -> bool:
     """Apply one tracking event to the email with this provider message id. Returns whether the
-    row changed. Unknown ids and uninteresting event types (queued, deferred…) are ignored."""
+    row changed. Unknown ids and uninteresting event types (queued, deferred…) are ignored.
+    `recipient` (the provider's) stands in for an address the 90-day cleanup removed from the log."""
     if not message_id or event_type not in EVENTS:
         return False
     status, stamp_field = EVENTS[event_type]
@@ -64,11 +67,10 @@ def email_tracking_record(*, message_id: str, event_type: str, timestamp: dateti
             if status == S.FAILED:
                 log.error = f"Brevo: {detail or event_type}"[:2000]
                 fields.append("error")
-        if status == S.COMPLAINED:
+        complainant = (log.to_email or recipient).strip().lower()
+        if status == S.COMPLAINED and complainant:
             # Someone marked our mail as spam: no more reminders or nudges to them.
-            EmailSuppression.objects.get_or_create(
-                email=log.to_email.strip().lower(), defaults={"source": EmailSuppression.Source.COMPLAINT}
-            )
+            EmailSuppression.objects.get_or_create(email=complainant, defaults={"source": EmailSuppression.Source.COMPLAINT})
         if not fields:
             return False
         log.save(update_fields=[*fields, "updated_at"])
@@ -91,7 +93,7 @@ def tracking_received(sender, event, esp_name, **kwargs) -> None:
     """anymail.signals.tracking receiver: domain values only, to the service."""
     email_tracking_record(
         message_id=event.message_id or "", event_type=event.event_type, timestamp=event.timestamp,
-        detail=str(event.mta_response or event.reject_reason or "")[:300],
+        detail=str(event.mta_response or event.reject_reason or "")[:300], recipient=event.recipient or "",
     )
 
 

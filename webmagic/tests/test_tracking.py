@@ -117,6 +117,19 @@ def test_a_spam_complaint_is_final_and_stops_reminders(sent_reminder):
     assert sent_reminder.status == EmailLog.Status.COMPLAINED
 
 
+@override_settings(ANYMAIL={"WEBHOOK_SECRET": SECRET})
+def test_a_complaint_about_a_scrubbed_reminder_suppresses_the_address_brevo_names(client, sent_reminder):
+    EmailLog.objects.filter(pk=sent_reminder.pk).update(to_email="")  # the 90-day cleanup removed it
+    assert post(client, brevo_event("spam", email="maria@example.com"), **auth()).status_code == 200
+    assert EmailSuppression.objects.get().email == "maria@example.com"
+
+
+def test_a_complaint_naming_no_address_records_no_empty_suppression(sent_reminder):
+    EmailLog.objects.filter(pk=sent_reminder.pk).update(to_email="")
+    assert email_tracking_record(message_id=MESSAGE_ID, event_type="complained")
+    assert not EmailSuppression.objects.exists()
+
+
 def test_blocked_marks_a_sent_email_failed_but_not_one_already_delivered(sent_reminder):
     assert email_tracking_record(message_id=MESSAGE_ID, event_type="rejected", detail="blocked")
     sent_reminder.refresh_from_db()
