@@ -152,6 +152,7 @@ class SubscriptionAdmin(NeverDeleted, admin.ModelAdmin):
     readonly_fields = [
         "recurrente_subscription_id", "site", "user", "checkout_session", "status", "amount", "currency",
         "current_period_start", "current_period_end", "last_event_at", "cancel_requested_at", "cancelled_at", "reactivated_at",
+        "cancellation_inferred",
         "created_at", "updated_at",
     ]
     actions = ["cancel"]

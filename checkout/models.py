@@ -133,6 +133,8 @@ class Subscription(TimeStampedModel):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     # When Recurrente last said billing resumed after a cancellation (which it cleared).
     reactivated_at = models.DateTimeField(null=True, blank=True)
+    # Cancelled by our period-end job on the strength of the owner's request, not (yet) by Recurrente.
+    cancellation_inferred = models.BooleanField(default=False)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     # When the reconciler last read this subscription from Recurrente (at least daily while live).
     last_reconciled_at = models.DateTimeField(null=True, blank=True)

@@ -244,7 +244,8 @@ def subscription_period_end_apply(*, subscription: Subscription, site: Site, now
         # Dated when the owner asked, not when this job ran: news from Recurrente newer than the
         # request (a reactivation delivered late) must still be able to undo it.
         subscription.cancelled_at = subscription.cancelled_at or subscription.cancel_requested_at or now
-        subscription.save(update_fields=["status", "cancelled_at", "updated_at"])
+        subscription.cancellation_inferred = True
+        subscription.save(update_fields=["status", "cancelled_at", "cancellation_inferred", "updated_at"])
     if site.status != Site.Status.ACTIVE or _site_paid_by_another(site=site, subscription=subscription, now=now):
         return False
     _site_suspend(site=site, subscription=subscription, reason="ended", occasion=f"end:{subscription.current_period_end.isoformat()}")
@@ -339,43 +340,36 @@ def _subscription_apply(
     """Set the status unless this news is older than what we already applied; move the site.
     `resumes`: the news is a sign billing resumed (a reactivate or unpause event, a charge)."""
     if event_at and subscription.last_event_at and event_at < subscription.last_event_at:
+        if _late_resumption_ends_cancellation(subscription=subscription, status=status, event_at=event_at, resumes=resumes):
+            return True
         logger.info(
             "subscription %s: %s event from %s is older than %s; not applied",
             subscription.recurrente_subscription_id, status, event_at.isoformat(), subscription.last_event_at.isoformat(),
         )
         return False
-    if (
-        subscription.status == Subscription.Status.CANCELLED and status != Subscription.Status.CANCELLED
-        and subscription.cancelled_at and (event_at is None or event_at <= subscription.cancelled_at)
-    ):
-        # Cancellation is final unless Recurrente reports something newer than it: a replayed or
-        # late older event (a reprocessed subscription.create, say) must not put the site back live.
+    undone = _cancellation_undone(subscription=subscription, status=status, event_at=event_at, resumes=resumes)
+    if subscription.status == Subscription.Status.CANCELLED and status != Subscription.Status.CANCELLED and not undone:
+        # Cancellation is final unless there is evidence it ended (see _cancellation_undone): a
+        # replayed or late older event (a reprocessed subscription.create, say), or a plain
+        # "active" read after the period end cancelled it, must not put the site back live.
         logger.info(
-            "subscription %s: %s event from %s does not undo its cancellation of %s",
+            "subscription %s: %s news from %s does not undo its cancellation of %s",
             subscription.recurrente_subscription_id, status, event_at.isoformat() if event_at else "(no time)",
-            subscription.cancelled_at.isoformat(),
+            subscription.cancelled_at.isoformat() if subscription.cancelled_at else "-",
         )
         return False
     previous = subscription.status
-    undone = _cancellation_undone(subscription=subscription, status=status, event_at=event_at, resumes=resumes)
     subscription.status = status
     fields = ["status", "updated_at"]
     if event_at:
         subscription.last_event_at = event_at
         fields.append("last_event_at")
     if undone:
-        # Recurrente says, after our cancellation, that the subscription lives (reactivated,
-        # charged, paused): the period end must not cancel it again while Recurrente bills.
-        logger.warning(
-            "subscription %s: %s at %s is newer than its cancellation (requested %s, cancelled %s); cancellation cleared",
-            subscription.recurrente_subscription_id, status, event_at.isoformat(),
-            subscription.cancel_requested_at.isoformat() if subscription.cancel_requested_at else "-",
-            subscription.cancelled_at.isoformat() if subscription.cancelled_at else "-",
-        )
-        subscription.cancel_requested_at = None
-        subscription.cancelled_at = None
-        subscription.reactivated_at = event_at
-        fields += ["cancel_requested_at", "cancelled_at", "reactivated_at"]
+        _cancellation_clear(subscription=subscription, status=status, event_at=event_at)
+        fields += ["cancel_requested_at", "cancelled_at", "reactivated_at", "cancellation_inferred"]
+    elif status == Subscription.Status.CANCELLED and subscription.cancellation_inferred:
+        subscription.cancellation_inferred = False  # Recurrente confirmed what the period end assumed
+        fields.append("cancellation_inferred")
     if status == Subscription.Status.CANCELLED and subscription.cancelled_at is None:
         subscription.cancelled_at = event_at or timezone.now()
         fields.append("cancelled_at")
@@ -388,6 +382,33 @@ def _subscription_apply(
     return True
 
 
+def _late_resumption_ends_cancellation(*, subscription: Subscription, status: str, event_at: datetime, resumes: bool) -> bool:
+    """A reactivation delivered after newer news (a plain "active" read, say) still ends an older
+    cancellation, as long as that newer news did not say cancelled. The status it set stays."""
+    if subscription.status == Subscription.Status.CANCELLED:
+        return False  # the newer news is a cancellation: it supersedes this resumption
+    if not _cancellation_undone(subscription=subscription, status=status, event_at=event_at, resumes=resumes):
+        return False
+    _cancellation_clear(subscription=subscription, status=status, event_at=event_at)
+    subscription.save(update_fields=["cancel_requested_at", "cancelled_at", "reactivated_at", "cancellation_inferred", "updated_at"])
+    return True
+
+
+def _cancellation_clear(*, subscription: Subscription, status: str, event_at: datetime) -> None:
+    # Recurrente said, after our cancellation, that billing resumed: the period end must not
+    # cancel it again while Recurrente bills.
+    logger.warning(
+        "subscription %s: %s at %s is newer than its cancellation (requested %s, cancelled %s); cancellation cleared",
+        subscription.recurrente_subscription_id, status, event_at.isoformat(),
+        subscription.cancel_requested_at.isoformat() if subscription.cancel_requested_at else "-",
+        subscription.cancelled_at.isoformat() if subscription.cancelled_at else "-",
+    )
+    subscription.cancel_requested_at = None
+    subscription.cancelled_at = None
+    subscription.cancellation_inferred = False
+    subscription.reactivated_at = event_at
+
+
 def _cancellation_undone(*, subscription: Subscription, status: str, event_at: datetime | None, resumes: bool) -> bool:
     """Newer provider state wins, on evidence: Recurrente moved the subscription out of
     `cancelled`, or said billing resumed (reactivate, unpause, a charge), at a time after every
@@ -396,7 +417,9 @@ def _cancellation_undone(*, subscription: Subscription, status: str, event_at: d
     active until its period ends. News without a time never undoes a cancellation."""
     if status == Subscription.Status.CANCELLED or event_at is None:
         return False
-    if not (resumes or subscription.status == Subscription.Status.CANCELLED):
+    # "Cancelled" counts only when Recurrente said so; the period-end job's own inference does not.
+    reported_cancelled = subscription.status == Subscription.Status.CANCELLED and not subscription.cancellation_inferred
+    if not (resumes or reported_cancelled):
         return False
     cancellations = [at for at in (subscription.cancel_requested_at, subscription.cancelled_at) if at is not None]
     return bool(cancellations) and all(event_at > at for at in cancellations)

@@ -559,6 +559,18 @@ ORDERINGS = {
         [("portal", T_PORTAL), ("update", MID_PERIOD), ("end", T_END)],
         Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
     ),
+    "portal, a newer 'something changed' read, then the older reactivate it followed, period end": (
+        [("portal", T_PORTAL), ("update", MID_PERIOD + timedelta(hours=1)), ("reactivate", MID_PERIOD), ("end", T_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
+    ),
+    "portal, period end, then a 'something changed' that reads active (our own inference is no report)": (
+        [("portal", T_PORTAL), ("end", T_END), ("update", AFTER_END)],
+        Subscription.Status.CANCELLED, True, Site.Status.SUSPENDED, ["cancel_scheduled", "ended"],
+    ),
+    "portal, period end, Recurrente's cancel, a newer reactivate": (
+        [("portal", T_PORTAL), ("end", T_END), ("cancel", T_END + timedelta(minutes=5)), ("reactivate", AFTER_END)],
+        Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled", "ended"],
+    ),
     "portal, a newer renewal charge, period end": (
         [("portal", T_PORTAL), ("renewal", MID_PERIOD), ("end", T_END)],
         Subscription.Status.ACTIVE, False, Site.Status.ACTIVE, ["cancel_scheduled"],
