@@ -8,7 +8,7 @@ The scan runs every five minutes (`checkout.tasks.check_abandoned_carts`):
    paid is reconciled exactly as the webhook would have done it, and gets no reminder.
 3. Per person and site, in one transaction: lock the sessions (`SKIP LOCKED`, so a concurrent
    tick takes other rows instead of waiting), re-check them, claim them with a conditional
-   UPDATE, and queue the email with the dedupe key `recovery:<site>:<email>`. The claim and the
+   UPDATE, and queue the email with the dedupe key `recovery:<site>:h:<keyed digest of the email>`. The claim and the
    queued email commit together, so a crash leaves either both or neither; the send task moves the
    email queued → sending once, so a redelivered task never sends it twice.
 
@@ -22,7 +22,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from hashlib import sha256
 
 from django.conf import settings
 from django.core import signing
@@ -31,6 +30,7 @@ from django.db.models import Case, CharField, Exists, F, Func, JSONField, OuterR
 from django.db.models.functions import Cast, Concat, Replace
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from django.utils.crypto import salted_hmac
 
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
@@ -55,12 +55,14 @@ PERSONAL_DATA_RETENTION = timedelta(days=90)
 # No 0/O or 1/I: the code is read from an email and may be typed or read out to support.
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10  # 32**10 ≈ 2**50 possibilities: not guessable, and it unlocks nothing by itself anyway
-DEDUPE_KEY_MAX = 200  # EmailLog.dedupe_key max_length
 # What an email's context may hold about the buyer (the reminder, receipt and refund put their name
 # in `customer_name`); ids, amounts, the site and the discount code are not about the person.
 PERSONAL_CONTEXT_KEYS = ("customer_name", "customer_email", "full_name", "email", "name")
-# The reminder's dedupe key once the address is gone: one reminder per session, and not the shape
-# `recovery:<site uuid>:<email>` of a live key, so the two can never collide.
+# Reminder dedupe keys hold a keyed digest of the address (recovery_dedupe_key). Keys written
+# before that held the address itself; the cleanup turns any such key into one per session (not
+# the shape of a live key, so the two can never collide).
+REMINDER_KEY_SALT = "webmagic.checkout.recovery-reminder"
+REMINDER_KEY_DIGEST_MARK = ":h:"
 SCRUBBED_REMINDER_KEY_PREFIX = "recovery:session:"
 
 
@@ -125,12 +127,12 @@ def unsubscribe_token_email(*, token: str) -> str | None:
 
 
 def recovery_dedupe_key(*, site_id, email: str) -> str:
-    """`recovery:<site>:<email>`: one reminder per person and site, as a unique database value."""
-    key = f"recovery:{site_id}:{email}"
-    if len(key) <= DEDUPE_KEY_MAX:
-        return key
-    # Rare very long addresses would not fit; a digest keeps the key unique without truncating.
-    return f"recovery:{site_id}:sha256:{sha256(email.encode()).hexdigest()}"
+    """`recovery:<site>:h:<keyed digest of the address>`: one reminder per person and site, as a
+    unique database value that keeps that promise after the 90-day cleanup forgets the address
+    (a digest keyed with SECRET_KEY, so the table alone cannot be searched for an address;
+    rotating SECRET_KEY forgets who was already reminded)."""
+    digest = salted_hmac(REMINDER_KEY_SALT, _normalise(email), algorithm="sha256").hexdigest()
+    return f"recovery:{site_id}{REMINDER_KEY_DIGEST_MARK}{digest}"
 
 
 def _normalise(email: str) -> str:
@@ -586,15 +588,19 @@ def _buyerless_emails_scrub(*, sessions, now: datetime) -> int:
     """The emails about attempts whose buyer the cleanup removes lose that buyer too (one UPDATE).
 
     Email logs are never deleted (they are the dedupe and delivery record), so they are scrubbed:
-    no address, no name in the context, and the reminder's dedupe key `recovery:<site>:<email>`
-    becomes `recovery:session:<session id hex>`, still unique (one reminder per session). Nothing can
+    no address and no name in the context. The reminder's dedupe key holds only a keyed digest of
+    the address, so it stays and still stops a second reminder to that person for that site; an
+    old key that held the address becomes `recovery:session:<session id hex>`. Nothing can
     ask for a reminder for these attempts again: they are expired (the scan and "send now" take
     open ones only) and a retried send finds no buyer (`recovery_send_time_objection`). Kind,
     status, dates, subject (site and offer, no name) and the session link stay, so the funnel's
     sent/opened/clicked counts do not move. By construction no receipt or welcome is among them:
     those belong to attempts a payment names, which keep their buyer.
     """
-    reminder = Q(kind=EmailLog.Kind.RECOVERY_REMINDER, dedupe_key__isnull=False)
+    # Only a key that still holds the address (written before keys were digests) is rewritten.
+    reminder = Q(kind=EmailLog.Kind.RECOVERY_REMINDER, dedupe_key__isnull=False) & ~Q(
+        dedupe_key__contains=REMINDER_KEY_DIGEST_MARK
+    )
     return EmailLog.objects.filter(
         ~Q(to_email="") | Q(context__has_any_keys=list(PERSONAL_CONTEXT_KEYS)),
         checkout_session__in=sessions,

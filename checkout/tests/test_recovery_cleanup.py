@@ -12,6 +12,7 @@ from django_celery_beat.models import PeriodicTask
 from freezegun import freeze_time
 
 from checkout.models import CheckoutSession, Payment
+from checkout.services.recovery import recovery_dedupe_key
 from checkout.tasks import check_abandoned_carts, cleanup_old_abandoned_carts
 from checkout.tests.factories import CheckoutSessionFactory, PaymentFactory, SubscriptionFactory
 from sites.tests.factories import SiteFactory
@@ -181,7 +182,9 @@ def test_the_emails_about_an_attempt_whose_buyer_is_removed_lose_the_name_and_ad
         stored = " ".join(str(value) for value in (log.to_email, log.context, log.dedupe_key, log.subject, log.error))
         assert "zoe" not in stored.lower() and "Quintanilla" not in stored and log.to_email == ""
     gone_log.refresh_from_db()
-    assert gone_log.dedupe_key == f"recovery:session:{gone.pk.hex}"
+    # The key names no one (a keyed digest), so it stays: one reminder per person and site, still.
+    key = recovery_dedupe_key(site_id=gone.site_id, email=gone_before.to_email)
+    assert gone_log.dedupe_key == gone_before.dedupe_key == key
     # What is not about the person stays: the offer, the site, the code, the delivery record.
     assert gone_log.context == {key: value for key, value in gone_before.context.items() if key != "customer_name"}
     assert gone_log.context["recovery_code"] == CheckoutSession.objects.get(pk=gone.pk).recovery_code
@@ -208,6 +211,16 @@ def test_the_emails_about_an_attempt_whose_buyer_is_removed_lose_the_name_and_ad
     with django_capture_on_commit_callbacks(execute=True):
         assert check_abandoned_carts() == {"reminded": 0, "closed": 0, "reconciled": 0, "deferred": 0}
     assert EmailLog.objects.filter(checkout_session=gone).count() == 2
+
+    # The same person abandons the same site again: the promise "only reminder" still holds.
+    from django.core import mail
+
+    mail.outbox.clear()
+    back = CheckoutSessionFactory(site=gone.site, customer_email="zoe.q@example.com")
+    with freeze_time(timezone.now() + timedelta(minutes=20)), django_capture_on_commit_callbacks(execute=True):
+        check_abandoned_carts()
+    assert not EmailLog.objects.filter(checkout_session=back, kind=EmailLog.Kind.RECOVERY_REMINDER).exists()
+    assert mail.outbox == [] and EmailLog.objects.filter(dedupe_key=key).count() == 1
 
 
 @freeze_time(NOW)
@@ -352,3 +365,17 @@ def test_the_scheduled_task_names_are_registered_celery_tasks():
     app.loader.import_default_modules()
     migration = schedule_migration()
     assert migration.SCAN_TASK in app.tasks and migration.CLEANUP_TASK in app.tasks
+
+
+def test_the_migration_turns_reminder_keys_that_held_the_address_into_digests(preview_site):
+    migration = importlib.import_module("checkout.migrations.0010_reminder_keys_without_addresses")
+    legacy = EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, to_email="maria@example.com",
+                                     dedupe_key=f"recovery:{preview_site.pk}:maria@example.com")
+    scrubbed = EmailLog.objects.create(kind=EmailLog.Kind.RECOVERY_REMINDER, dedupe_key="recovery:session:ab12")
+    other = EmailLog.objects.create(kind=EmailLog.Kind.WELCOME, to_email="x@example.com", dedupe_key="welcome:user:1")
+    migration.digest_keys(django_apps, None)
+    migration.digest_keys(django_apps, None)  # twice is the same
+    legacy.refresh_from_db()
+    assert legacy.dedupe_key == recovery_dedupe_key(site_id=preview_site.pk, email="maria@example.com")
+    assert EmailLog.objects.get(pk=scrubbed.pk).dedupe_key == "recovery:session:ab12"
+    assert EmailLog.objects.get(pk=other.pk).dedupe_key == "welcome:user:1"

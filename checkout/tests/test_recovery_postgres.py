@@ -118,7 +118,7 @@ def test_concurrent_ticks_send_one_reminder_per_person_and_site(unpaid_everywher
     check_abandoned_carts()
     assert logs.count() == 6
     assert sorted(logs.values_list("dedupe_key", flat=True)) == sorted(
-        f"recovery:{site.pk}:{email}" for site in sites for email in people
+        recovery.recovery_dedupe_key(site_id=site.pk, email=email) for site in sites for email in people
     )
     assert all(status == EmailLog.Status.SENT for status in logs.values_list("status", flat=True))
     assert len(mail.outbox) == 6
