@@ -58,9 +58,9 @@ UNCONFIRMED_HOW_TO = (
     "Look the subscription up in Recurrente's dashboard. If it is cancelled there, nothing needs doing in a hurry: "
     "the owner's retry records it, or the reconciler does (it reads this subscription again on its next pass and "
     "every live subscription at least daily, and applies Recurrente's state once that reads cancelled, which may be "
-    "only when the paid period ends). To record it at once, use Subscriptions → \"Cancel through Recurrente\": "
-    "cancelling a cancelled subscription again is harmless. If it is still billing and the owner has not managed to "
-    "cancel, cancel it the same way or contact them."
+    "only when the paid period ends). Subscriptions → \"Cancel through Recurrente\" goes through the same checks, so "
+    "it records the cancellation only once Recurrente confirms it. If it is still billing and the owner has not "
+    "managed to cancel, cancel it that way or contact them."
 )
 
 
