@@ -19,19 +19,25 @@ class FakeBrevo:
     fail_next: int = 0
 
     def send(self, request):
-        payload = json.loads(request.body)
+        """The `responses` callback: (status, headers, body)."""
+        status, answer = self.accept(json.loads(request.body))
+        return status, {}, json.dumps(answer)
+
+    def accept(self, payload: dict) -> tuple[int, dict]:
+        """Brevo's answer to one send: delivered once per `idempotencyKey`, a repeat answered as
+        the first was (also used by the stand-in HTTP server, stand_ins.BrevoStandIn)."""
         self.requests.append(payload)
         if self.fail_next:
             self.fail_next -= 1
-            return 503, {}, json.dumps({"code": "service_unavailable", "message": "try again"})
+            return 503, {"code": "service_unavailable", "message": "try again"}
         key = (payload.get("headers") or {}).get("idempotencyKey")
         if key and key in self.answers:
-            return 201, {}, json.dumps({"messageId": self.answers[key]})
+            return 201, {"messageId": self.answers[key]}
         message_id = f"<{len(self.delivered) + 1}@smtp-relay.mailin.fr>"
         self.delivered.append(payload)
         if key:
             self.answers[key] = message_id
-        return 201, {}, json.dumps({"messageId": message_id})
+        return 201, {"messageId": message_id}
 
     def delivered_to(self, address: str) -> list[dict]:
         return [p for p in self.delivered if any(to["email"] == address for to in p["to"])]

@@ -11,6 +11,8 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .fake_brevo import FakeBrevo
+
 
 class StandIn:
     def __init__(self):
@@ -39,22 +41,20 @@ class StandIn:
 
 
 class BrevoStandIn(StandIn):
+    """Brevo's transactional send over real HTTP, with fake_brevo.FakeBrevo's behaviour."""
+
     def __init__(self):
         super().__init__()
-        self.delivered: list[dict] = []
-        self.answers: dict[str, str] = {}
+        self.brevo = FakeBrevo()
+
+    @property
+    def delivered(self) -> list[dict]:
+        return self.brevo.delivered
 
     def answer(self, method, path, body):
         if method != "POST" or not path.rstrip("/").endswith("/smtp/email"):
             return 404, {"message": "not found"}
-        key = (body.get("headers") or {}).get("idempotencyKey")
-        if key in self.answers:
-            return 201, {"messageId": self.answers[key]}
-        message_id = f"<{len(self.delivered) + 1}@smtp-relay.mailin.fr>"
-        self.delivered.append(body)
-        if key:
-            self.answers[key] = message_id
-        return 201, {"messageId": message_id}
+        return self.brevo.accept(body)
 
 
 class RecurrenteStandIn(StandIn):
