@@ -82,7 +82,11 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a timeout lets web, worker and beat share the file in `make run`.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # IMMEDIATE: every transaction takes the write lock when it begins, so a second writer waits
+    # (up to the timeout) instead of deadlocking. With SQLite's default (DEFERRED) two workers
+    # that both read and then write fail at once with "database is locked" (the legacy and unified
+    # events of one payment do exactly that), and the buyer waits for a retry.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "customers.CustomerUser"
