@@ -15,20 +15,27 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 # Laptop mode: SQLite, the embedded Celery broker, emails as files in sent_emails/, sandbox Recurrente.
+# `make run PORT=8010` serves on another port. Links in emails, Recurrente's return URLs and the
+# sandbox's webhook deliveries are built from SITE_URL, so it follows PORT unless SITE_URL is set
+# in the environment or in .env (a tunnel's public address, say).
+run: PORT ?= 8000
 run: export DEBUG ?= True
+ifeq ($(shell grep -sE '^[[:space:]]*(export[[:space:]]+)?SITE_URL[[:space:]]*=' .env),)
+run: export SITE_URL ?= http://localhost:$(PORT)
+endif
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  WebMagic is starting (Ctrl-C stops everything):"
-	@echo "    Site:          http://localhost:8000/"
-	@echo "    Staff admin:   http://localhost:8000/admin/   (login printed above)"
-	@echo "    Funnel:        http://localhost:8000/admin/funnel/"
-	@echo "    Portal:        http://localhost:8000/portal/"
+	@echo "    Site:          http://localhost:$(PORT)/"
+	@echo "    Staff admin:   http://localhost:$(PORT)/admin/   (login printed above)"
+	@echo "    Funnel:        http://localhost:$(PORT)/admin/funnel/"
+	@echo "    Portal:        http://localhost:$(PORT)/portal/"
 	@echo "    Emails:        written to ./sent_emails/"
 	@echo "    (SANDBOX_WEBHOOKS=False make run: no webhooks, as on Recurrente test keys)"
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000 web worker beat
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
