@@ -24,7 +24,7 @@ PORT = 8765
 
 
 def signed_deliveries(count: int) -> list[tuple[bytes, dict]]:
-    from webhooks.signing import signed_headers
+    from webmagic.webhook_signing import signed_headers
 
     deliveries = []
     for _ in range(count):

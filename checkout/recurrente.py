@@ -1,16 +1,14 @@
-"""Recurrente's REST API: one HTTP session, explicit timeouts, typed errors, no secrets in logs.
+"""Recurrente's REST API: explicit timeouts, typed errors, no secrets in logs.
 
-`recurrente_client()` returns the real client, or the built-in sandbox (checkout/sandbox.py) when
-no RECURRENTE_SECRET_KEY is configured outside production.
+Get a client from `checkout.clients.recurrente_client()`: the real one, or the built-in sandbox
+(checkout/sandbox.py) when no RECURRENTE_SECRET_KEY is configured outside production.
 """
 
 import logging
 from datetime import UTC, datetime
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 import requests
-from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -63,9 +61,11 @@ class RecurrenteClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
-        self.session.headers.update({"X-SECRET-KEY": secret_key, "Accept": "application/json"})
+        # Sent with each request rather than set on the session: a session may be shared with
+        # other code, which must never send our keys anywhere.
+        self.headers = {"X-SECRET-KEY": secret_key, "Accept": "application/json"}
         if public_key:
-            self.session.headers["X-PUBLIC-KEY"] = public_key
+            self.headers["X-PUBLIC-KEY"] = public_key
 
     # --- calls -------------------------------------------------------------------------------
     def create_checkout(self, payload: dict) -> dict:
@@ -98,7 +98,9 @@ class RecurrenteClient:
         url = self.base_url + path
         try:
             # Never follow a redirect: requests would resend the X-SECRET-KEY header to any host.
-            response = self.session.request(method, url, timeout=timeout or self.timeout, allow_redirects=False, **kwargs)
+            response = self.session.request(
+                method, url, headers=self.headers, timeout=timeout or self.timeout, allow_redirects=False, **kwargs
+            )
         except requests.ConnectTimeout as exc:
             logger.warning("recurrente %s %s: could not connect in time", method, path)
             raise RecurrenteNotSent("Could not connect to Recurrente in time; the request was not sent") from exc
@@ -163,19 +165,3 @@ def _path_id(value: str) -> str:
     if not value or not all(c.isalnum() or c == "_" for c in value):
         raise ValueError("malformed Recurrente id")
     return value
-
-
-@lru_cache(maxsize=1)
-def _http_client(base_url: str, secret_key: str, public_key: str, timeout: tuple) -> RecurrenteClient:
-    return RecurrenteClient(base_url=base_url, secret_key=secret_key, public_key=public_key, timeout=timeout)
-
-
-def recurrente_client():
-    if settings.RECURRENTE_SANDBOX:
-        from checkout.sandbox import SandboxClient
-
-        return SandboxClient()
-    return _http_client(
-        settings.RECURRENTE_API_URL, settings.RECURRENTE_SECRET_KEY, settings.RECURRENTE_PUBLIC_KEY,
-        tuple(settings.RECURRENTE_TIMEOUT),
-    )

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from checkout.recurrente import recurrente_time
-from checkout.services.payments import PaymentConfirmation
+from checkout.services.ledger import PaymentConfirmation
 from webmagic.money import from_cents
 
 

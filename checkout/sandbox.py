@@ -10,12 +10,13 @@ import time
 from datetime import timedelta
 
 import requests
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from webhooks.signing import signed_headers
+from webmagic.webhook_signing import signed_headers
 
 from .models import SandboxCheckout
 from .recurrente import RecurrenteNotFound, RecurrenteValidationError
@@ -172,8 +173,6 @@ def sandbox_subscription_event(*, checkout_id: str, event_type: str) -> None:
 def sandbox_send_later(*, checkout_id: str, event_type: str, sequence: int = 0) -> None:
     """Deliver after commit, unless SANDBOX_WEBHOOKS is off: then the sandbox behaves like
     Recurrente on test keys that send no webhooks, and only the reconciler completes flows."""
-    from .tasks import sandbox_deliver
-
     if not settings.SANDBOX_WEBHOOKS:
         logger.info("sandbox webhooks are off: %s for %s not sent", event_type, checkout_id)
         return
@@ -295,3 +294,20 @@ def sandbox_deliver_now(*, checkout_id: str, event_type: str, sequence: int = 0)
     response = requests.post(url, data=body, headers=headers, timeout=(3.05, 15))
     logger.info("sandbox delivery %s (%s) answered %s", msg_id, event_type, response.status_code)
     return response.status_code
+
+
+class DeliveryRefused(Exception):
+    pass
+
+
+# Named as before it moved here, so a delivery queued by an older worker still finds it.
+@shared_task(name="checkout.tasks.sandbox_deliver", bind=True, max_retries=7, acks_late=True)
+def sandbox_deliver(self, checkout_id: str, event_type: str, sequence: int = 0) -> None:
+    """Send one sandbox webhook delivery; retry like Svix when our endpoint does not answer 2xx."""
+    try:
+        status = sandbox_deliver_now(checkout_id=checkout_id, event_type=event_type, sequence=sequence)
+        if not 200 <= status < 300:
+            raise DeliveryRefused(f"webhook endpoint answered {status}")
+    except (requests.RequestException, DeliveryRefused) as exc:
+        logger.warning("sandbox delivery %s/%s failed: %s", checkout_id, event_type, exc)
+        raise self.retry(exc=exc, countdown=5 * 3**self.request.retries) from exc

@@ -1,11 +1,14 @@
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
+
+from customers.models import CustomerUser
 
 from .models import DomainVerificationRecord, EditRequest, Site, SiteVersion
 
@@ -34,6 +37,64 @@ def site_version_make_current(*, version: SiteVersion) -> SiteVersion:
     return version
 
 
+# --- The site's lifecycle ----------------------------------------------------------------------
+# preview → owned (sold) → active (hosting pays) ⇄ suspended. Only this module writes
+# Site.status; checkout decides *when* (a payment, a subscription event) and calls these with the
+# site row already locked in its own transaction.
+
+class SiteTransitionRefused(Exception):
+    """A caller asked for a lifecycle step the site's current status does not allow: a bug in the
+    caller's checks, never something a customer did."""
+
+
+_S = Site.Status
+# step -> (statuses it may start from, status it ends in)
+SITE_TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "sell": (frozenset({_S.PREVIEW}), _S.OWNED),
+    "activate": (frozenset({_S.OWNED, _S.SUSPENDED}), _S.ACTIVE),
+    "suspend": (frozenset({_S.ACTIVE}), _S.SUSPENDED),
+}
+
+
+def _site_step(*, site: Site, step: str, fields: dict) -> Site:
+    allowed_from, to = SITE_TRANSITIONS[step]
+    if site.status not in allowed_from:
+        raise SiteTransitionRefused(f"site {site.pk}: cannot {step} from {site.status}")
+    site.status = to
+    for name, value in fields.items():
+        setattr(site, name, value)
+    site.save(update_fields=["status", *fields, "updated_at"])
+    return site
+
+
+def site_sell(*, site: Site, owner, paid_at, payment_reference: str, amount) -> Site:
+    """The site's purchase was paid: it belongs to `owner` from now on."""
+    return _site_step(site=site, step="sell", fields={
+        "owner": owner, "purchased_at": paid_at, "purchase_transaction_id": payment_reference, "purchase_amount": amount,
+    })
+
+
+def site_activate(*, site: Site) -> Site:
+    """Hosting is paid: the site goes live at its address."""
+    return _site_step(site=site, step="activate", fields={"activated_at": timezone.now(), "suspended_at": None})
+
+
+def site_suspend(*, site: Site) -> Site:
+    """Hosting stopped paying: the site goes offline (it stays the owner's)."""
+    return _site_step(site=site, step="suspend", fields={"suspended_at": timezone.now()})
+
+
+# Apps above this one (checkout) say why a site may not change hands now, as a reason for staff
+# or None; registered in their AppConfig.ready(), so sites never imports them.
+TransferCheck = Callable[[Site], str | None]
+_transfer_checks: list[TransferCheck] = []
+
+
+def site_transfer_check_register(check: TransferCheck) -> None:
+    if check not in _transfer_checks:
+        _transfer_checks.append(check)
+
+
 class TransferRefused(Exception):
     """The site cannot change hands now; the message is for staff."""
 
@@ -45,15 +106,11 @@ def site_ownership_transfer(*, site_id, new_owner_id, staff_user) -> Site:
     """Give a bought site to another customer account (a typo in the buyer's email, a business
     sold to someone else, a refund followed by a sale).
 
-    A hosting subscription that is still billing is paid by the current owner's card at
-    Recurrente and cannot be moved to someone else's: moving the row would have the old owner pay
-    for a site they no longer see (and can no longer cancel from the portal). Such a transfer is
-    refused; cancel hosting first (the site stays live until the paid period ends) and the new
-    owner starts their own. Payments stay with whoever paid them.
+    Apps above may refuse it through `site_transfer_check_register`: checkout refuses while a
+    hosting subscription still bills the current owner's card (see
+    checkout.services.subscriptions.subscription_transfer_objection). Payments stay with whoever
+    paid them.
     """
-    from checkout.models import Subscription  # checkout depends on sites, not the reverse
-    from customers.models import CustomerUser
-
     with transaction.atomic():
         # The site lock orders this with payments and subscription webhooks for the site.
         site = Site.objects.select_for_update(of=("self",)).select_related("owner").get(pk=site_id)
@@ -64,18 +121,10 @@ def site_ownership_transfer(*, site_id, new_owner_id, staff_user) -> Site:
             raise TransferRefused("The new owner must be an active customer account.")
         if new_owner.pk == site.owner_id:
             raise TransferRefused(f"{site.slug} already belongs to {new_owner.email}.")
-        billing = (
-            Subscription.objects.filter(
-                site_id=site.pk, cancel_requested_at__isnull=True,
-                status__in=[Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE,
-                            Subscription.Status.PAUSED],
-            ).values_list("recurrente_subscription_id", flat=True).first()
-        )
-        if billing:
-            raise TransferRefused(
-                f"{site.slug} has hosting subscription {billing} billed to {site.owner.email}. Cancel it first "
-                "(the site stays live until the paid period ends); the new owner then starts their own hosting."
-            )
+        for check in _transfer_checks:
+            reason = check(site)
+            if reason:
+                raise TransferRefused(reason)
         previous_id = site.owner_id
         site.owner = new_owner
         site.save(update_fields=["owner", "updated_at"])

@@ -19,7 +19,8 @@ from checkout.recurrente_data import (
     payment_confirmation_from_event,
     recurrente_id,
 )
-from checkout.services import payments, refunds, subscriptions
+from checkout.services import confirmations, payments, refunds, subscriptions
+from checkout.services.ledger import UNKNOWN_OUTCOMES
 
 from .models import WebhookEvent
 
@@ -40,7 +41,7 @@ Handler = Callable[[WebhookEvent], str]
 
 def payment_succeeded(event: WebhookEvent) -> str:
     confirmation = payment_confirmation_from_event(event.payload)
-    return payments.payment_confirmed_record(confirmation=confirmation)
+    return confirmations.payment_confirmed_record(confirmation=confirmation)
 
 
 def _require_checkout_id(payload: dict) -> str:
@@ -51,7 +52,7 @@ def _require_checkout_id(payload: dict) -> str:
 
 
 def _ignore_unknown(outcome: str, what: str) -> str:
-    if outcome in (payments.Outcome.UNKNOWN_CHECKOUT, payments.Outcome.UNKNOWN_PAYMENT, payments.Outcome.UNKNOWN_SUBSCRIPTION):
+    if outcome in UNKNOWN_OUTCOMES:
         raise EventIgnored(f"{what}: {outcome}")
     return outcome
 

@@ -1,6 +1,6 @@
 from django.db import models
 
-from . import signing
+from webmagic import webhook_signing as signing
 
 
 class WebhookEvent(models.Model):

@@ -20,10 +20,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from webmagic.emails import email_alert_staff
+from webmagic.webhook_signing import HEADER_PREFIXES, SignatureError, verify
 
 from . import handlers
 from .models import WebhookEvent, WebhookRejection
-from .signing import HEADER_PREFIXES, SignatureError, verify
 
 logger = logging.getLogger(__name__)
 

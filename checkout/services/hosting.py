@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import (
     RecurrenteError,
@@ -28,7 +29,6 @@ from checkout.recurrente import (
     RecurrenteNotSent,
     RecurrenteRedirect,
     RecurrenteUnavailable,
-    recurrente_client,
     recurrente_time,
 )
 from sites.models import Site

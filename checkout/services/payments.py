@@ -6,12 +6,10 @@ idempotent: the legacy and unified events for one card payment, Svix retries and
 workers all end in one `Payment` row.
 """
 
-import enum
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
@@ -19,80 +17,14 @@ from checkout.models import CheckoutSession, Payment
 from customers.models import normalize_email_address
 from customers.services import customer_get_or_create_for_purchase, customer_welcome_email_queue
 from sites.models import Site
+from sites.services import site_sell
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
 from webmagic.money import format_money, from_cents, to_cents
 
+from .ledger import Outcome, PaymentConfirmation, checkout_session_complete, payment_row_create
+
 logger = logging.getLogger(__name__)
-
-
-class CheckoutSessionNotFound(Exception):
-    """A confirmed payment for a checkout we cannot find. Worth retrying (our row may not be
-    committed yet) and, if it never appears, worth a person's attention: money was taken."""
-
-
-class Outcome(enum.StrEnum):
-    FULFILLED = "fulfilled"
-    DUPLICATE = "duplicate"
-    AMOUNT_MISMATCH = "amount_mismatch"
-    NEEDS_REFUND = "needs_refund"
-    SUBSCRIPTION_PAYMENT = "subscription_payment"
-    RECORDED = "recorded"
-    STALE = "stale"
-    UNKNOWN_CHECKOUT = "unknown_checkout"
-    UNKNOWN_PAYMENT = "unknown_payment"
-    UNKNOWN_SUBSCRIPTION = "unknown_subscription"
-    UNMATCHED = "unmatched"  # kept for staff to match by hand (a refund or dispute naming nothing of ours)
-
-
-@dataclass(frozen=True)
-class PaymentConfirmation:
-    """A successful payment as Recurrente reported it."""
-
-    payment_id: str  # pa_…: the same in the legacy and unified events of one payment
-    amount_cents: int
-    currency: str
-    checkout_id: str = ""  # ch_…
-    intent_id: str = ""  # in_…
-    subscription_id: str = ""  # su_… when the payment belongs to a subscription
-    method: str = ""
-    card_last4: str = ""
-    customer_email: str = ""
-    customer_name: str = ""
-    customer_id: str = ""
-    metadata_session_id: str = ""  # checkout.metadata.checkout_session_id: a cross-check only
-    paid_at: datetime | None = None
-    source: str = "webhook"  # Payment.Source: how we learnt of it
-
-
-def payment_confirmed_record(*, confirmation: PaymentConfirmation) -> Outcome:
-    """Entry point for every succeeded payment: purchase, first hosting payment or renewal."""
-    from . import subscriptions  # subscriptions builds on this module's helpers
-
-    existing = Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).first()
-    if existing is not None:
-        _payment_fill_intent(payment=existing, intent_id=confirmation.intent_id)
-        logger.info("payment %s already recorded; nothing to do", confirmation.payment_id)
-        return Outcome.DUPLICATE
-
-    session = None
-    if confirmation.checkout_id:
-        session = CheckoutSession.objects.filter(recurrente_checkout_id=confirmation.checkout_id).first()
-    if session is None:
-        if confirmation.subscription_id:
-            return subscriptions.subscription_payment_record(confirmation=confirmation, session=None)
-        raise CheckoutSessionNotFound(
-            f"payment {confirmation.payment_id}: no checkout session for checkout {confirmation.checkout_id or '(none)'}"
-        )
-    payment_metadata_cross_check(session=session, confirmation=confirmation)
-    if session.kind == CheckoutSession.Kind.SUBSCRIPTION:
-        return subscriptions.subscription_payment_record(confirmation=confirmation, session=session)
-    if confirmation.subscription_id:
-        logger.warning(
-            "payment %s names subscription %s but checkout %s is purchase session %s; treating it as a purchase",
-            confirmation.payment_id, confirmation.subscription_id, confirmation.checkout_id, session.pk,
-        )
-    return purchase_payment_record(session=session, confirmation=confirmation)
 
 
 def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentConfirmation) -> Outcome:
@@ -146,18 +78,8 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
         payment = payment_row_create(confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session, user=user)
         if payment is None:
             return Outcome.DUPLICATE
-        now = timezone.now()
-        site.status = Site.Status.OWNED
-        site.owner = user
-        site.purchased_at = payment.paid_at
-        site.purchase_transaction_id = payment.recurrente_payment_id
-        site.purchase_amount = paid
-        site.save(update_fields=["status", "owner", "purchased_at", "purchase_transaction_id", "purchase_amount", "updated_at"])
-        # A session already `abandoned` (reminder sent) or `expired` still completes: late completion.
-        session.status = CheckoutSession.Status.COMPLETED
-        session.completed_at = now
-        session.user = user
-        session.save(update_fields=["status", "completed_at", "user", "updated_at"])
+        site_sell(site=site, owner=user, paid_at=payment.paid_at, payment_reference=payment.recurrente_payment_id, amount=paid)
+        checkout_session_complete(session=session, user=user)
         logger.info(
             "payment %s fulfilled session %s: site %s now owned by customer %s",
             payment.recurrente_payment_id, session.pk, site.pk, user.pk,
@@ -177,9 +99,7 @@ def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmat
     )
     if payment is None:
         return Outcome.DUPLICATE
-    session.status = CheckoutSession.Status.COMPLETED
-    session.completed_at = timezone.now()
-    session.save(update_fields=["status", "completed_at", "updated_at"])
+    checkout_session_complete(session=session)
     logger.error("payment %s for site %s needs a refund: %s (session %s)", payment.recurrente_payment_id, site.pk, reason, session.pk)
     email_alert_staff(
         subject=f"Refund needed: payment {payment.recurrente_payment_id} for {site.slug}",
@@ -263,48 +183,6 @@ def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetim
         session.save(update_fields=["payment_in_progress_at", "updated_at"])
     logger.info("checkout %s (session %s): bank transfer in progress", checkout_id, session.pk)
     return Outcome.RECORDED
-
-
-# --- Shared helpers ------------------------------------------------------------------------------
-
-def payment_row_create(
-    *, confirmation: PaymentConfirmation, kind: str, site: Site, session: CheckoutSession | None = None,
-    user=None, subscription=None, flag: str = Payment.Flag.NONE, flag_note: str = "",
-) -> Payment | None:
-    """Insert the payment row, or return None if it already exists (unique on pa_…)."""
-    try:
-        with transaction.atomic():
-            return Payment.objects.create(
-                recurrente_payment_id=confirmation.payment_id,
-                recurrente_intent_id=confirmation.intent_id[:64],
-                recurrente_checkout_id=confirmation.checkout_id[:64],
-                kind=kind, site=site, user=user, checkout_session=session, subscription=subscription,
-                amount=from_cents(confirmation.amount_cents), currency=confirmation.currency.upper()[:3],
-                flag=flag, flag_note=flag_note[:500], payment_method=confirmation.method[:32],
-                card_last4=confirmation.card_last4[:4], paid_at=confirmation.paid_at or timezone.now(),
-                recorded_from=confirmation.source,
-            )
-    except IntegrityError:
-        if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():
-            return None
-        raise
-
-
-def _payment_fill_intent(*, payment: Payment, intent_id: str) -> None:
-    """The unified event knows the in_… id (refunds may need it); the legacy one may not."""
-    if intent_id and not payment.recurrente_intent_id:
-        Payment.objects.filter(pk=payment.pk, recurrente_intent_id="").update(
-            recurrente_intent_id=intent_id[:64], updated_at=timezone.now()
-        )
-
-
-def payment_metadata_cross_check(*, session: CheckoutSession, confirmation: PaymentConfirmation) -> None:
-    """Metadata never finds our records; a disagreement is logged for a person to look at."""
-    if confirmation.metadata_session_id and confirmation.metadata_session_id != str(session.pk):
-        logger.warning(
-            "payment %s: checkout %s belongs to session %s but its metadata names session %s",
-            confirmation.payment_id, confirmation.checkout_id, session.pk, confirmation.metadata_session_id[:64],
-        )
 
 
 def _method_display(payment: Payment) -> str:

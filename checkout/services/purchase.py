@@ -10,8 +10,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession
-from checkout.recurrente import RecurrenteError, recurrente_client
+from checkout.recurrente import RecurrenteError
 from sites.models import Site
 from webmagic.money import to_cents
 

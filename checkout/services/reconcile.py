@@ -8,7 +8,7 @@ minutes `reconcile_pass` asks Recurrente's API about:
   hourly until it expires (a bank transfer in progress keeps it open for two more days). Calls
   stay proportional to open sessions, and the due query reads a partial index of open sessions
   only, so closed ones cost nothing. A checkout found paid is recorded through
-  `payments.payment_confirmed_record`, the webhook's own path (same locks, same exactly-once
+  `confirmations.payment_confirmed_record`, the webhook's own path (same locks, same exactly-once
   payment row, same emails and conflict handling), so a later webhook for it is a no-op;
 - live subscriptions (pending, active, past due, paused), at least daily, through
   `subscriptions.subscription_refresh`, which never lets older news overwrite newer state;
@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from django.db.models import F, Q
 from django.utils import timezone
 
+from checkout.clients import recurrente_client
 from checkout.models import (
     CHECKOUT_RECONCILED_STATUSES,
     SUBSCRIPTION_RECONCILED_STATUSES,
@@ -41,11 +42,11 @@ from checkout.recurrente import (
     RecurrenteError,
     RecurrenteNotFound,
     RecurrenteUnavailable,
-    recurrente_client,
 )
 from checkout.recurrente_data import PayloadError, checkout_status_of, payment_confirmation_from_checkout
 
-from . import payments, refunds, subscriptions
+from . import confirmations, payments, refunds, subscriptions
+from .ledger import Outcome
 from .purchase import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,8 @@ def checkout_answer_apply(*, session: CheckoutSession, answer: dict) -> CheckRes
         confirmation = payment_confirmation_from_checkout(answer)
         if confirmation.checkout_id != session.recurrente_checkout_id:
             raise PayloadError(f"asked about checkout {session.recurrente_checkout_id}, got {confirmation.checkout_id}")
-        outcome = payments.payment_confirmed_record(confirmation=confirmation)
-        if outcome == payments.Outcome.DUPLICATE:
+        outcome = confirmations.payment_confirmed_record(confirmation=confirmation)
+        if outcome == Outcome.DUPLICATE:
             return CheckResult.ALREADY_RECORDED
         # Whether a webhook follows is judged a little later (webhooks.alerts): right after the
         # buyer pays, the success page's look often simply beats the webhook home.
@@ -270,7 +271,7 @@ def subscriptions_reconcile(*, now: datetime, limit: int, stop_at: float, findin
             changed += 1
             findings.append(f"subscription {su_id}: {before[0]} → {after[0]}"
                             + (f", paid until {after[1]:%Y-%m-%d}" if after[1] and after[1] != before[1] else ""))
-        elif outcome == payments.Outcome.UNKNOWN_SUBSCRIPTION:
+        elif outcome == Outcome.UNKNOWN_SUBSCRIPTION:
             findings.append(f"subscription {su_id}: Recurrente does not know it or answered an unknown status")
     return checked, changed, errors
 

@@ -32,8 +32,9 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 from django.utils.crypto import salted_hmac
 
+from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression

@@ -37,6 +37,7 @@ from django.urls import reverse
 from django.utils import dateformat, timezone
 from redis.exceptions import RedisError
 
+from checkout.clients import recurrente_client
 from checkout.models import Payment, Refund
 from checkout.recurrente import (
     RecurrenteError,
@@ -45,14 +46,13 @@ from checkout.recurrente import (
     RecurrenteRedirect,
     RecurrenteUnavailable,
     RecurrenteValidationError,
-    recurrente_client,
 )
 from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
 from webmagic.money import format_money
 
-from .payments import Outcome
+from .ledger import Outcome
 
 logger = logging.getLogger(__name__)
 

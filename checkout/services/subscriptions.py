@@ -28,14 +28,23 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import dateformat, timezone
 
+from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_client, recurrente_time
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_time
 from sites.models import Site
+from sites.services import site_activate, site_suspend
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
 from webmagic.money import format_money, to_cents
 
-from .payments import CheckoutSessionNotFound, Outcome, PaymentConfirmation, payment_metadata_cross_check, payment_row_create
+from .ledger import (
+    CheckoutSessionNotFound,
+    Outcome,
+    PaymentConfirmation,
+    checkout_session_complete,
+    payment_metadata_cross_check,
+    payment_row_create,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +122,7 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
             )
             return Outcome.AMOUNT_MISMATCH
         if session is not None and session.status != CheckoutSession.Status.COMPLETED:
-            _session_complete(session=session, user=user)
+            checkout_session_complete(session=session, user=user)
         if session is not None:
             payment_metadata_cross_check(session=session, confirmation=confirmation)
         if subscription is not None:
@@ -169,7 +178,7 @@ def subscription_status_record(
         applied = _subscription_apply(subscription=subscription, site=site, status=status, event_at=event_at, resumes=resumes)
         if applied and status == Subscription.Status.ACTIVE and session is not None and session.status != CheckoutSession.Status.COMPLETED:
             # Recurrente only creates a subscription once its first charge went through.
-            _session_complete(session=session, user=subscription.user)
+            checkout_session_complete(session=session, user=subscription.user)
     return Outcome.RECORDED if applied else Outcome.STALE
 
 
@@ -487,10 +496,7 @@ def _site_paid_by_another(*, site: Site, subscription: Subscription, now: dateti
 
 def _site_activate(*, site: Site, subscription: Subscription, occasion: str) -> None:
     reactivation = site.status == Site.Status.SUSPENDED
-    site.status = Site.Status.ACTIVE
-    site.activated_at = timezone.now()
-    site.suspended_at = None
-    site.save(update_fields=["status", "activated_at", "suspended_at", "updated_at"])
+    site_activate(site=site)
     logger.info("site %s is live (subscription %s)", site.pk, subscription.recurrente_subscription_id)
     context = {"reactivated": False}
     subject = f"{site.business_name} is live"
@@ -507,9 +513,7 @@ def _site_activate(*, site: Site, subscription: Subscription, occasion: str) -> 
 
 
 def _site_suspend(*, site: Site, subscription: Subscription, reason: str, occasion: str) -> None:
-    site.status = Site.Status.SUSPENDED
-    site.suspended_at = timezone.now()
-    site.save(update_fields=["status", "suspended_at", "updated_at"])
+    site_suspend(site=site)
     logger.info("site %s suspended: subscription %s %s", site.pk, subscription.recurrente_subscription_id, reason)
     _owner_email_queue(
         site=site, kind=EmailLog.Kind.HOSTING_SUSPENDED, subject=f"{site.business_name} is offline",
@@ -550,6 +554,27 @@ def _owner_email_queue(*, site: Site, kind: str, subject: str, context: dict, de
             "portal_url": absolute_url(portal_site_path(site.slug)),
             **context,
         },
+    )
+
+
+def subscription_transfer_objection(site: Site) -> str | None:
+    """Why `site` may not change owner now (sites' ownership transfer asks; registered in
+    CheckoutConfig.ready): a subscription still billing is paid by the current owner's card at
+    Recurrente and cannot be moved to someone else's. Moving the row would have the old owner pay
+    for a site they no longer see (and can no longer cancel from the portal). Cancel hosting
+    first (the site stays live until the paid period ends); the new owner starts their own."""
+    billing = (
+        Subscription.objects.filter(
+            site_id=site.pk, cancel_requested_at__isnull=True,
+            status__in=[Subscription.Status.PENDING, Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE,
+                        Subscription.Status.PAUSED],
+        ).values_list("recurrente_subscription_id", flat=True).first()
+    )
+    if not billing:
+        return None
+    return (
+        f"{site.slug} has hosting subscription {billing} billed to {site.owner.email}. Cancel it first "
+        "(the site stays live until the paid period ends); the new owner then starts their own hosting."
     )
 
 
@@ -596,17 +621,3 @@ def _subscription_extend_period(
         fields.append("current_period_start")
     subscription.save(update_fields=fields)
     logger.info("subscription %s paid until %s", subscription.recurrente_subscription_id, period_end.isoformat())
-
-
-
-
-
-
-def _session_complete(*, session: CheckoutSession, user) -> None:
-    session.status = CheckoutSession.Status.COMPLETED
-    session.completed_at = timezone.now()
-    fields = ["status", "completed_at", "updated_at"]
-    if user is not None and session.user_id is None:
-        session.user = user
-        fields.append("user")
-    session.save(update_fields=fields)

@@ -316,8 +316,8 @@ def test_a_payment_found_by_the_reconciler_and_a_webhook_at_once_is_recorded_onc
     recurrente_checkouts[session.recurrente_checkout_id] = "paid"
     payment_id = f"pa_{session.recurrente_checkout_id[3:]}"
     body = json.dumps(payment_event(session=session, payment_id=payment_id)).encode()
-    from webhooks.signing import signed_headers
     from webhooks.tests.helpers import TEST_SECRET
+    from webmagic.webhook_signing import signed_headers
 
     stored = webhook_services.webhook_delivery_accept(
         headers=signed_headers(secret=TEST_SECRET, msg_id="msg_race", body=body), body=body,

@@ -13,7 +13,8 @@ from freezegun import freeze_time
 
 from checkout.models import CheckoutSession
 from checkout.services import recovery
-from checkout.services.payments import PaymentConfirmation, payment_confirmed_record
+from checkout.services.confirmations import payment_confirmed_record
+from checkout.services.ledger import PaymentConfirmation
 from checkout.tasks import check_abandoned_carts
 from checkout.tests.conftest import API
 from checkout.tests.factories import CheckoutSessionFactory

@@ -448,7 +448,7 @@ def test_two_staff_refunding_one_payment_at_once_ask_recurrente_once(recurrente_
 # --- 9. the sandbox -------------------------------------------------------------------------------
 
 def test_the_sandbox_refunds_at_once_and_sends_no_webhook(monkeypatch, django_capture_on_commit_callbacks):
-    from checkout import sandbox, tasks
+    from checkout import sandbox
 
     created = SandboxClient().create_checkout({
         "items": [{"name": "Website", "amount_in_cents": 49500, "currency": "USD", "quantity": 1, "charge_type": "one_time"}],
@@ -461,7 +461,7 @@ def test_the_sandbox_refunds_at_once_and_sends_no_webhook(monkeypatch, django_ca
 
     sent, delivered = [], []
     monkeypatch.setattr(sandbox, "sandbox_send_later", lambda **kwargs: sent.append(kwargs))
-    monkeypatch.setattr(tasks.sandbox_deliver, "delay", lambda *args: delivered.append(args))
+    monkeypatch.setattr(sandbox.sandbox_deliver, "delay", lambda *args: delivered.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         result = refunds.payment_refund_request(payment_id=payment.pk, staff_user=None)
 

@@ -10,7 +10,7 @@ from django.test import override_settings
 from checkout.models import CheckoutSession, SandboxCheckout
 from checkout.recurrente import RecurrenteValidationError
 from checkout.sandbox import SandboxClient
-from webhooks.signing import verify
+from webmagic.webhook_signing import verify
 
 pytestmark = pytest.mark.django_db
 
@@ -132,14 +132,14 @@ def test_recurring_checkout_sends_subscription_create_and_its_payment(endpoint, 
 def test_failed_delivery_is_retried_with_the_same_message_id(client, preview_site, endpoint, monkeypatch):
     from celery.exceptions import Retry
 
-    from checkout import tasks
+    from checkout import sandbox
 
     countdowns = []
     def record_retry(exc, countdown):
         countdowns.append(countdown)
         return Retry(exc=exc, when=countdown)
 
-    monkeypatch.setattr(tasks.sandbox_deliver, "retry", record_retry)
+    monkeypatch.setattr(sandbox.sandbox_deliver, "retry", record_retry)
     url, session = start_purchase(client)
     from checkout.sandbox import sandbox_checkout_pay
 
@@ -147,10 +147,10 @@ def test_failed_delivery_is_retried_with_the_same_message_id(client, preview_sit
     endpoint.answer = 500
     args = [session.recurrente_checkout_id, "payment_intent.succeeded"]
     for attempt in range(2):
-        result = tasks.sandbox_deliver.apply(args=args, retries=attempt, throw=False)
+        result = sandbox.sandbox_deliver.apply(args=args, retries=attempt, throw=False)
         assert result.state == "RETRY"
     endpoint.answer = 200
-    assert tasks.sandbox_deliver.apply(args=args, retries=2).successful()
+    assert sandbox.sandbox_deliver.apply(args=args, retries=2).successful()
     assert countdowns == [5, 15]
     ids = {verify(headers=item["headers"], body=item["body"], secrets=[SECRET]) for item in endpoint.received}
     assert len(endpoint.received) == 3 and len(ids) == 1  # Svix keeps the id across retries

@@ -5,7 +5,7 @@ import json
 import uuid
 
 from checkout.tests.fixtures import recurrente_fixture
-from webhooks.signing import signed_headers
+from webmagic.webhook_signing import signed_headers
 
 TEST_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # RECURRENTE_WEBHOOK_SECRETS in pytest.ini
 WEBHOOK_URL = "/webhooks/recurrente/"

@@ -7,7 +7,7 @@ from django.test import override_settings
 from freezegun import freeze_time
 
 from webhooks.models import WebhookEvent
-from webhooks.signing import signed_headers
+from webmagic.webhook_signing import signed_headers
 
 from .helpers import TEST_SECRET, WEBHOOK_URL, event_body, http_headers, post_event
 

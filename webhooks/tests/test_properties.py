@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webhooks.models import WebhookEvent
-from webhooks.signing import SignatureError, sign, signed_headers, verify
+from webmagic.webhook_signing import SignatureError, sign, signed_headers, verify
 
 from .helpers import TEST_SECRET, WEBHOOK_URL, http_headers
 

@@ -11,9 +11,10 @@ from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from freezegun import freeze_time
 
-from webhooks import services, signing
+from webhooks import services
 from webhooks.models import WebhookEvent, WebhookRejection
-from webhooks.signing import SignatureError, signed_headers
+from webmagic import webhook_signing as signing
+from webmagic.webhook_signing import SignatureError, signed_headers
 
 from .helpers import TEST_SECRET, WEBHOOK_URL, event_body, http_headers, post_event
 

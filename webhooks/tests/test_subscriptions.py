@@ -10,7 +10,7 @@ from django.utils import timezone
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteNotFound, RecurrenteUnavailable
 from checkout.recurrente_data import payment_confirmation_from_event
-from checkout.services.payments import payment_confirmed_record
+from checkout.services.confirmations import payment_confirmed_record
 from checkout.services.subscriptions import subscription_periods_end, subscription_status_record
 from checkout.tests.factories import CheckoutSessionFactory
 from checkout.tests.fixtures import recurrente_fixture

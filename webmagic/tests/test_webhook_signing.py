@@ -1,6 +1,6 @@
 import pytest
 
-from webhooks.signing import SignatureError, sign, signed_headers, verify
+from webmagic.webhook_signing import SignatureError, sign, signed_headers, verify
 
 # Svix's official test vector (also in the project's README).
 VECTOR = {

@@ -1,4 +1,5 @@
-"""Svix webhook signatures, as Recurrente sends them (see docs in README).
+"""Svix webhook signatures, as Recurrente sends them (see docs in README): verified by the
+webhooks app, made by the built-in sandbox, so both sit on this one base module.
 
 signature = base64(HMAC-SHA256(base64decode(secret without "whsec_"), f"{id}.{timestamp}.{body}"))
 The header holds one or more space-separated "v1,<signature>" values (several during rotation).
