@@ -28,8 +28,8 @@ from .services.hosting import (
     subscription_cancellable_for_site,
 )
 from .services.purchase import CheckoutUnavailable
-from .services.reconcile import hosting_checkouts_reconcile_soon
 from .services.subscriptions import portal_site_path
+from .tasks import hosting_checkouts_reconcile_soon
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from checkout.ledger import PaymentConfirmation
 from checkout.recurrente import recurrente_time
-from checkout.services.ledger import PaymentConfirmation
 from webmagic.money import from_cents
 
 

@@ -1,8 +1,11 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
+from .models import CheckoutSession
 from .sandbox import sandbox_deliver  # noqa: F401  (defined beside the sandbox; imported so workers register it)
+from .services import reconcile
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +70,28 @@ def reconcile_checkout_session(session_id: str) -> str:
     except PassStopped as exc:
         logger.warning("session %s: immediate check not possible: %s", session_id, exc)
         return "stopped"
+
+
+# --- Asking sooner (services never import tasks: the callers that may enqueue live here) --------
+def checkout_reconcile_soon(*, session: CheckoutSession) -> bool:
+    """A buyer is waiting for a confirmation (success page, hosting return): check this session
+    now rather than on its schedule, since webhooks may never come on test keys. At most every
+    15 s per session (the task's claim enforces it; this only spares the broker). A broker that is
+    down only means the schedule does it. True if enqueued."""
+    recently = session.last_reconciled_at and session.last_reconciled_at >= timezone.now() - reconcile.NUDGE_MIN_INTERVAL
+    if session.status not in reconcile.OPEN_STATUSES or session.next_reconcile_at is None or recently:
+        return False
+    try:
+        reconcile_checkout_session.delay(str(session.pk))
+    except Exception as exc:  # the page must answer whatever the broker does
+        logger.warning("session %s: could not enqueue an immediate check (%s)", session.pk, type(exc).__name__)
+        return False
+    return True
+
+
+def hosting_checkouts_reconcile_soon(*, site_id, user_id) -> int:
+    """The owner is back from a hosting checkout: check their open hosting checkouts for the site."""
+    sessions = CheckoutSession.objects.filter(
+        site_id=site_id, user_id=user_id, kind=CheckoutSession.Kind.SUBSCRIPTION, status__in=reconcile.OPEN_STATUSES,
+    ).order_by("-created_at")[:3]
+    return sum(checkout_reconcile_soon(session=session) for session in sessions)

@@ -11,9 +11,9 @@ from webmagic.models import EmailSuppression
 from webmagic.money import from_cents
 from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
-from . import selectors
+from . import selectors, tasks
 from .forms import PurchaseForm
-from .services import reconcile, recovery
+from .services import recovery
 from .services.purchase import CheckoutUnavailable, RequestContext, SiteNotForSale, purchase_start
 
 
@@ -76,7 +76,7 @@ def _payment_state_nudged(session) -> str:
     the background) instead of waiting for a webhook that test keys may never send."""
     state = selectors.payment_state(session)
     if state in ("confirming", "in_progress"):
-        reconcile.checkout_reconcile_soon(session=session)
+        tasks.checkout_reconcile_soon(session=session)
     return state
 
 

@@ -5,7 +5,6 @@ from . import views
 app_name = "customers"
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("password-reset/", views.password_reset, name="password_reset"),
@@ -14,7 +13,4 @@ urlpatterns = [
     path("verify-email/resend/", views.verify_email_resend, name="verify_email_resend"),
     path("verify-email/<str:uidb64>/<str:token>/", views.verify_email, name="verify_email"),
     path("account/", views.account, name="account"),
-    path("sites/<slug:slug>/", views.site_detail, name="site"),
-    path("sites/<slug:slug>/download/", views.download, name="download"),
-    path("payments/<str:payment_id>/receipt/", views.receipt, name="receipt"),
 ]

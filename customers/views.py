@@ -3,16 +3,15 @@ import logging
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from . import selectors, services
+from . import emails, services
 from .decorators import verified_customer_required
 from .forms import (
     AccountPasswordChangeForm,
@@ -63,7 +62,7 @@ def set_password(request, uidb64: str, token: str):
         request.session.pop(SET_PASSWORD_SESSION_KEY, None)
         # login() rotates the session key, so a session fixed before this moment is worthless.
         services.customer_login(request=request, user=user)
-        return redirect("customers:dashboard")
+        return redirect("portal:dashboard")
     return _no_referrer(render(request, "customers/set_password.html", {"form": form, "email": user.email}))
 
 
@@ -143,7 +142,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         self.request.session.pop(auth_views.INTERNAL_RESET_SESSION_TOKEN, None)
         services.customer_login(request=self.request, user=user)
         messages.success(self.request, "Your new password is saved and you are signed in.")
-        return redirect("customers:dashboard")
+        return redirect("portal:dashboard")
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -169,7 +168,7 @@ def verify_email(request, uidb64: str, token: str):
         services.customer_email_verify(user=user)
         messages.success(request, "Thank you — your email address is confirmed.")
         if request.user.is_authenticated and request.user.pk == user.pk:
-            return redirect("customers:dashboard")
+            return redirect("portal:dashboard")
         return redirect("customers:login")
     return _no_referrer(render(request, "customers/verify_email_confirm.html", {"email": user.email}))
 
@@ -179,52 +178,10 @@ def verify_email(request, uidb64: str, token: str):
 @verify_resend_limits
 def verify_email_resend(request):
     if request.user.email_verified:
-        return redirect("customers:dashboard")
-    services.verify_email_queue(user=request.user)
+        return redirect("portal:dashboard")
+    emails.verify_email_queue(user=request.user)
     messages.success(request, f"We sent a new confirmation link to {request.user.email}. It works for 24 hours.")
-    return redirect("customers:dashboard")
-
-
-# --- The portal -----------------------------------------------------------------------------------
-
-@require_GET
-@verified_customer_required
-def dashboard(request):
-    sites = selectors.portal_sites_for_owner(user=request.user)
-    return render(request, "customers/dashboard.html", {"portal_sites": sites})
-
-
-@require_GET
-@verified_customer_required
-def site_detail(request, slug: str):
-    confirming = request.GET.get("subscription") == "started"
-    portal_site = selectors.portal_site_for_owner(user=request.user, slug=slug, confirming=confirming)
-    if portal_site is None:
-        raise Http404("No such site")
-    payments = selectors.payments_for_site(user=request.user, site=portal_site.site)
-    return render(request, "customers/site_detail.html", {"portal_site": portal_site, "payments": payments})
-
-
-@require_GET
-@verified_customer_required
-def receipt(request, payment_id: str):
-    payment = selectors.payment_for_receipt(user=request.user, recurrente_payment_id=payment_id)
-    if payment is None:
-        raise Http404("No such payment")
-    return render(request, "customers/receipt.html", {"payment": payment})
-
-
-@require_GET
-@verified_customer_required
-def download(request, slug: str):
-    site, version = selectors.current_version_for_download(user=request.user, slug=slug)
-    if site is None:
-        raise Http404("No such site")
-    if version is None:
-        return render(request, "customers/download_unavailable.html", {"site": site}, status=404)
-    response = HttpResponse(services.site_archive_build(site=site, version=version), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{site.slug}-website.zip"'
-    return response
+    return redirect("portal:dashboard")
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
-from django.urls import reverse
 from django.utils import timezone
 
 from customers.models import CustomerUser
 
+from . import emails
 from .models import DomainVerificationRecord, EditRequest, Site, SiteVersion
 
 logger = logging.getLogger(__name__)
@@ -158,41 +158,6 @@ EDIT_REQUEST_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 EDIT_REQUEST_RESOLVED = (_ER.DONE, _ER.REJECTED)
 
-EDIT_REQUEST_SUBJECTS = {
-    _ER.PENDING: "We received your change request for {site}",
-    _ER.IN_PROGRESS: "We're working on your change request for {site}",
-    _ER.DONE: "Your change request for {site} is done",
-    _ER.REJECTED: "About your change request for {site}",
-}
-
-
-def _edit_request_email(edit_request: EditRequest) -> None:
-    """One email per request and status: the dedupe key makes a repeated transition (a double
-    click, a retried request) send nothing twice."""
-    from webmagic.emails import absolute_url, email_queue
-    from webmagic.models import EmailLog
-
-    owner = edit_request.requested_by
-    site = edit_request.site
-    email_queue(
-        kind=EmailLog.Kind.EDIT_REQUEST,
-        to_email=owner.email,
-        subject=EDIT_REQUEST_SUBJECTS[edit_request.status].format(site=site.business_name),
-        context={
-            "customer_name": owner.full_name,
-            "site_name": site.business_name,
-            "request_id": edit_request.pk,
-            "status": edit_request.status,
-            "status_label": edit_request.get_status_display(),
-            "description": edit_request.description,
-            "staff_note": edit_request.staff_note,
-            "edits_url": absolute_url(reverse("site_portal:edits", kwargs={"slug": site.slug})),
-        },
-        dedupe_key=f"edit_request:{edit_request.pk}:{edit_request.status}",
-        user=owner,
-    )
-
-
 @transaction.atomic
 def edit_request_create(*, site_id, user, description: str) -> EditRequest:
     """An owner asks for a change to their live site. Raises EditRequestRefused."""
@@ -214,7 +179,7 @@ def edit_request_create(*, site_id, user, description: str) -> EditRequest:
             "you can add more once some are done."
         )
     edit_request = EditRequest.objects.create(site=site, requested_by=user, description=description)
-    _edit_request_email(edit_request)
+    emails.edit_request_email_queue(edit_request)
     logger.info("edit request %s created for site %s by customer %s", edit_request.pk, site.pk, user.pk)
     return edit_request
 
@@ -244,7 +209,7 @@ def edit_request_transition(*, edit_request_id: int, status: str, staff_note: st
         if status in EDIT_REQUEST_RESOLVED:
             edit_request.resolved_at = timezone.now()
         edit_request.save(update_fields=["status", "staff_note", "resolved_at", "updated_at"])
-        _edit_request_email(edit_request)
+        emails.edit_request_email_queue(edit_request)
     logger.info(
         "edit request %s: %s -> %s by staff %s", edit_request.pk, current, status, getattr(staff_user, "pk", None)
     )

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -11,6 +12,13 @@ from .models import Site
 # same sandbox flags, so even a browser ignoring one of the two still isolates it.
 SANDBOX_FLAGS = "allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox"
 DOCUMENT_CSP = f"sandbox {SANDBOX_FLAGS}; frame-ancestors 'self'"
+
+
+@require_GET
+def home(request):
+    # Preview links are shared one by one; only a laptop (DEBUG) lists them for convenience.
+    sites = selectors.demo_sites_for_home() if settings.DEBUG else []
+    return render(request, "home.html", {"sites": sites})
 
 
 def _viewer_owns(request, site: Site) -> bool:

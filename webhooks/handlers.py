@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
+from checkout.ledger import UNKNOWN_OUTCOMES
 from checkout.models import Subscription
 from checkout.recurrente_data import (
     PayloadError,
@@ -20,7 +21,6 @@ from checkout.recurrente_data import (
     recurrente_id,
 )
 from checkout.services import confirmations, payments, refunds, subscriptions
-from checkout.services.ledger import UNKNOWN_OUTCOMES
 
 from .models import WebhookEvent
 

@@ -8,16 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from sites.selectors import demo_sites_for_home
-
 logger = logging.getLogger(__name__)
-
-
-@require_GET
-def home(request):
-    # Preview links are shared one by one; only a laptop (DEBUG) lists them for convenience.
-    sites = demo_sites_for_home() if settings.DEBUG else []
-    return render(request, "home.html", {"sites": sites})
 
 
 def _check_database() -> None:

@@ -6,10 +6,10 @@ owns it: a purchase (payments.py) or hosting (subscriptions.py). Both build on l
 
 import logging
 
+from checkout.ledger import CheckoutSessionNotFound, Outcome, PaymentConfirmation, payment_fill_intent, payment_metadata_cross_check
 from checkout.models import CheckoutSession, Payment
 
 from . import payments, subscriptions
-from .ledger import CheckoutSessionNotFound, Outcome, PaymentConfirmation, payment_fill_intent, payment_metadata_cross_check
 
 logger = logging.getLogger(__name__)
 

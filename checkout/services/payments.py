@@ -10,19 +10,18 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 
+from checkout import emails
+from checkout.ledger import Outcome, PaymentConfirmation, checkout_session_complete, payment_row_create
 from checkout.models import CheckoutSession, Payment
+from customers import emails as customer_emails
 from customers.models import normalize_email_address
-from customers.services import customer_get_or_create_for_purchase, customer_welcome_email_queue
+from customers.services import customer_get_or_create_for_purchase
 from sites.models import Site
 from sites.services import site_sell
-from webmagic.emails import absolute_url, email_alert_staff, email_queue
-from webmagic.models import EmailLog
+from webmagic.emails import email_alert_staff
 from webmagic.money import format_money, from_cents, to_cents
-
-from .ledger import Outcome, PaymentConfirmation, checkout_session_complete, payment_row_create
 
 logger = logging.getLogger(__name__)
 
@@ -116,32 +115,14 @@ def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmat
 
 def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Payment, user) -> None:
     """Queued inside the fulfilment transaction, sent after it commits (webmagic.emails)."""
-    site_url = absolute_url(reverse("sites:page", kwargs={"slug": site.slug}))
     if not user.has_usable_password():
         # A new account, or one that never chose a password: it needs the set-password link.
         # Once per account; a later purchase gets its receipt, and password reset covers the rest.
-        customer_welcome_email_queue(
-            user=user, subject=f"{site.business_name} is yours — set your password",
-            context={"site_name": site.business_name, "site_url": site_url}, dedupe_key=f"welcome:user:{user.pk}",
-            checkout_session=session,
+        customer_emails.welcome_email_queue(
+            user=user, site_name=site.business_name, site_url=emails.site_page_url(site),
+            dedupe_key=f"welcome:user:{user.pk}", checkout_session=session,
         )
-    email_queue(
-        kind=EmailLog.Kind.RECEIPT, to_email=user.email,
-        subject=f"Your receipt: {site.business_name} — {format_money(payment.amount, payment.currency)}",
-        context={
-            "customer_name": session.customer_name or user.full_name,
-            "item": f"Website: {site.business_name} (yours to keep)",
-            "amount": format_money(payment.amount, payment.currency),
-            "paid_on": dateformat.format(timezone.localtime(payment.paid_at), "F j, Y"),
-            "payment_method": _method_display(payment),
-            "payment_reference": payment.recurrente_payment_id,
-            "site_name": site.business_name,
-            "site_url": site_url,
-            "portal_url": absolute_url("/portal/"),
-            "next_step": "Next step: activate hosting ($95/month) from your dashboard to put your site live.",
-        },
-        dedupe_key=f"receipt:{payment.recurrente_payment_id}", user=user, checkout_session=session,
-    )
+    emails.receipt_email_queue(site=site, session=session, payment=payment, user=user)
 
 
 # --- Declines and bank transfers ---------------------------------------------------------------
@@ -185,9 +166,3 @@ def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetim
     return Outcome.RECORDED
 
 
-def _method_display(payment: Payment) -> str:
-    if payment.payment_method == "card" or payment.card_last4:
-        return f"Card ending {payment.card_last4}" if payment.card_last4 else "Card"
-    if payment.payment_method.startswith("bank_transfer"):
-        return "Bank transfer"
-    return ""

@@ -30,6 +30,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from checkout.clients import recurrente_client
+from checkout.ledger import Outcome
 from checkout.models import (
     CHECKOUT_RECONCILED_STATUSES,
     SUBSCRIPTION_RECONCILED_STATUSES,
@@ -46,7 +47,6 @@ from checkout.recurrente import (
 from checkout.recurrente_data import PayloadError, checkout_status_of, payment_confirmation_from_checkout
 
 from . import confirmations, payments, refunds, subscriptions
-from .ledger import Outcome
 from .purchase import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
 
 logger = logging.getLogger(__name__)
@@ -208,32 +208,6 @@ def _schedule(*, session: CheckoutSession, now: datetime, next_at: datetime | No
     if counted:
         changes["reconcile_checks"] = F("reconcile_checks") + 1
     CheckoutSession.objects.filter(pk=session.pk).update(**changes)
-
-
-def checkout_reconcile_soon(*, session: CheckoutSession) -> bool:
-    """A buyer is waiting for a confirmation (success page, hosting return): check this session
-    now rather than on its schedule, since webhooks may never come on test keys. At most every
-    15 s per session (the task's claim enforces it; this only spares the broker). A broker that is
-    down only means the schedule does it. True if enqueued."""
-    from checkout.tasks import reconcile_checkout_session
-
-    recently = session.last_reconciled_at and session.last_reconciled_at >= timezone.now() - NUDGE_MIN_INTERVAL
-    if session.status not in OPEN_STATUSES or session.next_reconcile_at is None or recently:
-        return False
-    try:
-        reconcile_checkout_session.delay(str(session.pk))
-    except Exception as exc:  # the page must answer whatever the broker does
-        logger.warning("session %s: could not enqueue an immediate check (%s)", session.pk, type(exc).__name__)
-        return False
-    return True
-
-
-def hosting_checkouts_reconcile_soon(*, site_id, user_id) -> int:
-    """The owner is back from a hosting checkout: check their open hosting checkouts for the site."""
-    sessions = CheckoutSession.objects.filter(
-        site_id=site_id, user_id=user_id, kind=CheckoutSession.Kind.SUBSCRIPTION, status__in=OPEN_STATUSES,
-    ).order_by("-created_at")[:3]
-    return sum(checkout_reconcile_soon(session=session) for session in sessions)
 
 
 # --- Subscriptions ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from django.utils import dateformat, timezone
 from redis.exceptions import RedisError
 
 from checkout.clients import recurrente_client
+from checkout.ledger import Outcome
 from checkout.models import Payment, Refund
 from checkout.recurrente import (
     RecurrenteError,
@@ -51,8 +52,6 @@ from checkout.recurrente_data import PayloadError, RefundState, payment_referenc
 from webmagic.emails import absolute_url, email_alert_staff, email_queue
 from webmagic.models import EmailLog
 from webmagic.money import format_money
-
-from .ledger import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -587,7 +586,7 @@ def _refund_emails_queue(*, payment: Payment, refund: Refund) -> None:
                 "refunded_on": dateformat.format(timezone.localtime(payment.refunded_at), "F j, Y"),
                 "payment_reference": payment.recurrente_payment_id,
                 "refund_reference": refund.recurrente_refund_id,
-                "portal_url": absolute_url(reverse("customers:dashboard")),
+                "portal_url": absolute_url(reverse("portal:dashboard")),
             },
             dedupe_key=f"refund:{refund.recurrente_refund_id}", user=payment.user, checkout_session=payment.checkout_session,
         )

@@ -29,15 +29,7 @@ from django.db.models import Q
 from django.utils import dateformat, timezone
 
 from checkout.clients import recurrente_client
-from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_time
-from sites.models import Site
-from sites.services import site_activate, site_suspend
-from webmagic.emails import absolute_url, email_alert_staff, email_queue
-from webmagic.models import EmailLog
-from webmagic.money import format_money, to_cents
-
-from .ledger import (
+from checkout.ledger import (
     CheckoutSessionNotFound,
     Outcome,
     PaymentConfirmation,
@@ -45,6 +37,13 @@ from .ledger import (
     payment_metadata_cross_check,
     payment_row_create,
 )
+from checkout.models import CheckoutSession, Payment, Subscription
+from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_time
+from sites.models import Site
+from sites.services import site_activate, site_suspend
+from webmagic.emails import absolute_url, email_alert_staff, email_queue
+from webmagic.models import EmailLog
+from webmagic.money import format_money, to_cents
 
 logger = logging.getLogger(__name__)
 

@@ -246,8 +246,8 @@ def test_the_buyers_own_name_reaches_the_reminder_and_the_account_after_a_strang
         client, preview_site, checkout_created, recurrente_checkouts, django_capture_on_commit_callbacks):
     from django.core import mail
 
+    from checkout.ledger import PaymentConfirmation
     from checkout.services.confirmations import payment_confirmed_record
-    from checkout.services.ledger import PaymentConfirmation
     from checkout.services.recovery import abandoned_carts_check
     from customers.models import CustomerUser
 

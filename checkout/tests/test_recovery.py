@@ -12,10 +12,10 @@ from django.core import mail
 from django.utils import timezone
 from freezegun import freeze_time
 
+from checkout.ledger import PaymentConfirmation
 from checkout.models import CheckoutSession, Payment
 from checkout.services import reconcile, recovery
 from checkout.services.confirmations import payment_confirmed_record
-from checkout.services.ledger import PaymentConfirmation
 from checkout.tasks import check_abandoned_carts
 from checkout.tests.factories import CheckoutSessionFactory
 from customers.tests.factories import CustomerFactory

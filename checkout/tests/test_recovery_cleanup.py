@@ -320,8 +320,8 @@ def test_cleanup_is_four_bulk_updates_whatever_the_number_of_rows(django_assert_
 
 @freeze_time(NOW)
 def test_a_late_payment_still_completes_an_expired_session(django_capture_on_commit_callbacks):
+    from checkout.ledger import PaymentConfirmation
     from checkout.services.confirmations import payment_confirmed_record
-    from checkout.services.ledger import PaymentConfirmation
 
     session = session_at(created=timedelta(hours=50), status=S.ABANDONED, reminded=timedelta(hours=49))
     cleanup_old_abandoned_carts()

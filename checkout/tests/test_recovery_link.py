@@ -11,10 +11,10 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
+from checkout.ledger import PaymentConfirmation
 from checkout.models import CheckoutSession
 from checkout.services import recovery
 from checkout.services.confirmations import payment_confirmed_record
-from checkout.services.ledger import PaymentConfirmation
 from checkout.tasks import check_abandoned_carts
 from checkout.tests.conftest import API
 from checkout.tests.factories import CheckoutSessionFactory

@@ -11,6 +11,7 @@ from django.views.debug import ExceptionReporter
 
 from customers import views as customer_views
 from customers.tests.factories import CustomerFactory
+from portal import selectors as portal_selectors
 from webmagic.errorreports import RedactingExceptionReporterFilter, ThrottledAdminEmailHandler
 
 pytestmark = pytest.mark.django_db
@@ -104,7 +105,7 @@ def test_distinct_errors_are_each_reported(production_like, broken_set_password_
     def other_failure(*args, **kwargs):
         raise ValueError("another bug")
 
-    monkeypatch.setattr(customer_views.selectors, "portal_sites_for_owner", other_failure)
+    monkeypatch.setattr(portal_selectors, "portal_sites_for_owner", other_failure)
     client = Client(raise_request_exception=False)
     client.force_login(CustomerFactory())
     assert client.get("/portal/").status_code == 500

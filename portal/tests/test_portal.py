@@ -10,14 +10,14 @@ from django.utils import timezone
 
 from checkout.models import Payment, Subscription
 from checkout.tests.factories import PaymentFactory, SubscriptionFactory
-from customers import selectors
 from customers.tests.factories import CustomerFactory
+from portal import selectors
 from sites.models import Site
 from sites.tests.factories import SiteFactory, SiteVersionFactory
 
 pytestmark = pytest.mark.django_db
 
-WITH_HOSTING_ROUTES = pytest.mark.urls("customers.tests.urls_with_hosting")
+WITH_HOSTING_ROUTES = pytest.mark.urls("portal.tests.urls_with_hosting")
 
 
 def owned_site(owner, status=Site.Status.OWNED, **kwargs):

@@ -10,10 +10,9 @@ from django.db.models import Prefetch
 from django.urls import NoReverseMatch, reverse
 
 from checkout.models import Payment, Subscription
+from customers.models import CustomerUser
 from sites.models import Site, SiteVersion
 from webmagic.money import format_usd
-
-from .models import CustomerUser
 
 # Subscription states in which Recurrente is charging (the site is live).
 CHARGING = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)

@@ -14,13 +14,13 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from customers.decorators import verified_customer_required
-from customers.selectors import portal_site_for_owner
+from sites import services
+from sites.forms import DomainForm, EditRequestForm
+from sites.models import DomainVerificationRecord, EditRequest, Site
 from webmagic.http import see_other
 from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
-from . import services
-from .forms import DomainForm, EditRequestForm
-from .models import DomainVerificationRecord, EditRequest, Site
+from .selectors import portal_site_for_owner
 
 EDIT_HISTORY_LIMIT = 50
 
