@@ -4,15 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint clean
+.PHONY: run test venv lint clean lock
 
 venv: $(STAMP)
 
+# Installs exactly the locked versions, each checked against its hash (pip itself included: the
+# lock pins it). The locks are compiled from requirements.in and requirements-dev.in by `make lock`.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
+
+# Recompile the locks after editing a .in file. Pins already in the locks are kept; to move every
+# transitive package to its newest allowed version: `make lock LOCK_ARGS=--upgrade` (or
+# `LOCK_ARGS="--upgrade-package sqlparse"` for one). The runtime lock comes first: the dev lock is
+# constrained by it. No index URLs in the files, so they install from any PyPI mirror.
+LOCK := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+lock: $(STAMP)
+	$(LOCK) --output-file requirements.txt requirements.in
+	$(LOCK) --output-file requirements-dev.txt requirements-dev.in
 
 # Laptop mode: SQLite, the embedded Celery broker, emails as files in sent_emails/, sandbox Recurrente.
 # `make run PORT=8010` serves on another port. Links in emails, Recurrente's return URLs and the
