@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .emails import email_alert_staff, email_deliver, email_mark_failed
+from .http import thread_session
 from .models import EmailLog, Heartbeat, StaffAlert
 
 logger = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def alert_webhook_post(*, alert: StaffAlert) -> tuple[bool, str]:
     }
     try:
         # No redirects: a redirect could send the alert somewhere staff never configured.
-        response = requests.post(url, json=payload, timeout=WEBHOOK_TIMEOUT, allow_redirects=False)
+        response = thread_session().post(url, json=payload, timeout=WEBHOOK_TIMEOUT, allow_redirects=False)
     except requests.RequestException as exc:
         logger.warning("staff alert %s: webhook POST failed (%s)", alert.pk, type(exc).__name__)
         return False, f"webhook: {type(exc).__name__}"

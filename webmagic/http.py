@@ -1,6 +1,10 @@
-"""Client IP behind a known number of trusted proxies; what a failed outgoing request tells us."""
+"""Client IP behind a known number of trusted proxies; what a failed outgoing request tells us; the
+per-thread HTTP session for outgoing calls."""
 
+import http.cookiejar
 import ipaddress
+import os
+import threading
 
 import requests
 from django.conf import settings
@@ -57,3 +61,34 @@ def request_never_sent(exc: requests.RequestException) -> bool:
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         return isinstance(reason, NewConnectionError)
     return False
+
+
+_per_thread = threading.local()
+
+
+def thread_session() -> requests.Session:
+    """This thread's `requests.Session` for outgoing HTTP calls, created on first use.
+
+    A Session keeps its connections open, so consecutive calls from one worker thread to the same
+    service reuse the connection instead of a new TCP and TLS handshake each time. One per thread,
+    because a Session is not safe to share between threads (gunicorn's threads, Celery's pool).
+    A Session sets no timeout and follows redirects by default: callers pass `timeout=` and
+    `allow_redirects=` on every call. It keeps no cookies: one session serves unrelated calls
+    (different customers, different alerts), and nothing from one answer may ride along on the next.
+    """
+    session = getattr(_per_thread, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        _per_thread.session = session
+    return session
+
+
+def _forget_sessions_after_fork() -> None:
+    """A forked child (a Celery pool process) must open its own connections: sharing the parent's
+    sockets would interleave two processes' requests and answers on one connection."""
+    global _per_thread
+    _per_thread = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_sessions_after_fork)

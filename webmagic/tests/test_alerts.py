@@ -22,6 +22,7 @@ from checkout.tests.factories import CheckoutSessionFactory
 from webhooks.alerts import alert_failed_webhooks
 from webhooks.models import WebhookEvent
 from webmagic import alerts
+from webmagic.http import thread_session
 from webmagic.models import EmailLog, StaffAlert
 from webmagic.tasks import check_alerts
 
@@ -238,15 +239,16 @@ def test_a_failing_webhook_endpoint_never_breaks_the_alert(deliver, hook, caplog
     assert "T0KEN" not in caplog.text and "chat.example.test" not in caplog.text  # the URL is a secret
 
 
-def test_the_webhook_uses_short_timeouts(deliver, hook, monkeypatch):
+def test_the_webhook_goes_through_this_threads_session_with_short_timeouts(deliver, hook, monkeypatch):
     seen = {}
-    original = requests.post
+    session = thread_session()  # delivery runs on commit, in this thread
+    original = session.post
 
     def spy(url, **kwargs):
         seen.update(kwargs)
         return original(url, **kwargs)
 
-    monkeypatch.setattr(alerts.requests, "post", spy)
+    monkeypatch.setattr(session, "post", spy)
     hook.add(responses_lib.POST, HOOK, json={})
     with deliver():
         alerts.alert_raise(kind="k", subject="S", body="B")
