@@ -283,17 +283,26 @@ if PRODUCTION:
 DEFAULT_EXCEPTION_REPORTER_FILTER = "webmagic.errorreports.RedactingExceptionReporterFilter"
 DEFAULT_EXCEPTION_REPORTER = "webmagic.errorreports.RedactingExceptionReporter"
 
+# LOG_FORMAT: "json" writes one JSON object per line (time, level, logger, message, exception) for a
+# log collector; "text" one readable line. Default: json in production, text with DEBUG=True.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Redacts every field it writes, tracebacks included (webmagic/logredact.py).
+        "json": {"()": "webmagic.logredact.RedactingJsonFormatter"},
+    },
     # Paths of token links (set password, recovery, …) are capabilities: never written to logs.
     "filters": {
         "redact_tokens": {"()": "webmagic.logredact.RedactTokensFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact_tokens"]},
         # Django's error mails, without secrets or token links, and without a flood during an
         # outage: each distinct error once per 15 minutes, at most 20 mails an hour per process.
         "mail_admins": {"class": "webmagic.errorreports.ThrottledAdminEmailHandler", "level": "ERROR",
@@ -308,6 +317,9 @@ LOGGING = {
         "django": {"handlers": ["console", "mail_admins"], "level": "INFO", "propagate": False},
     },
 }
+# The worker keeps this configuration: by default Celery replaces the root logger's handlers with its
+# own, which would write its text lines, without redaction, instead of ours.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 
 def _refuse_unsafe_production():
