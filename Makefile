@@ -43,7 +43,7 @@ run: $(STAMP)
 	@echo "    Staff admin:   http://localhost:$(PORT)/admin/   (login printed above)"
 	@echo "    Funnel:        http://localhost:$(PORT)/admin/funnel/"
 	@echo "    Portal:        http://localhost:$(PORT)/portal/"
-	@echo "    Emails:        written to ./sent_emails/"
+	@echo "    Sent emails:   http://localhost:$(PORT)/admin/sent-emails/   (files in ./sent_emails/)"
 	@echo "    (SANDBOX_WEBHOOKS=False make run: no webhooks, as on Recurrente test keys)"
 	@echo ""
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
