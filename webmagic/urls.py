@@ -6,7 +6,6 @@ from customers import views as customer_views
 from sites import views as site_views
 from webhooks.admin_views import payments_health_view
 from webmagic import admin_views as webmagic_admin_views
-from webmagic import admin_views as webmagic_admin_views
 from webmagic import tracking, views
 
 urlpatterns = [
@@ -16,11 +15,6 @@ urlpatterns = [
     path("admin/login/", customer_views.admin_login),  # rate-limited like the portal's login
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/payments-health/", admin.site.admin_view(payments_health_view), name="admin_payments_health"),
-    # The emails laptop mode wrote to files (404 unless DEBUG).
-    path("admin/sent-emails/", admin.site.admin_view(webmagic_admin_views.sent_emails_view), name="admin_sent_emails"),
-    path("admin/sent-emails/<str:email_id>/", admin.site.admin_view(webmagic_admin_views.sent_email_view), name="admin_sent_email"),
-    path("admin/sent-emails/<str:email_id>/html/", admin.site.admin_view(webmagic_admin_views.sent_email_html_view),
-         name="admin_sent_email_html"),
     # The emails laptop mode wrote to files (404 unless DEBUG).
     path("admin/sent-emails/", admin.site.admin_view(webmagic_admin_views.sent_emails_view), name="admin_sent_emails"),
     path("admin/sent-emails/<str:email_id>/", admin.site.admin_view(webmagic_admin_views.sent_email_view), name="admin_sent_email"),
