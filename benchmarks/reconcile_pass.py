@@ -295,8 +295,8 @@ def schedule() -> dict:
     from django.utils import timezone
 
     from checkout.models import CheckoutSession
-    from checkout.services.purchase import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
     from checkout.services.reconcile import EXPIRY_GRACE, checkout_next_check
+    from checkout.services.sessions import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
 
     def looks(start, tick_phase: timedelta | None) -> int:
         session = CheckoutSession(created_at=start, checkout_created_at=start)

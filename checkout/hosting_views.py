@@ -27,7 +27,7 @@ from .services.hosting import (
     hosting_checkout_start,
     subscription_cancellable_for_site,
 )
-from .services.purchase import CheckoutUnavailable
+from .services.sessions import CheckoutUnavailable
 from .services.subscriptions import portal_site_path
 from .tasks import hosting_checkouts_reconcile_soon
 

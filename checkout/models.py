@@ -40,6 +40,9 @@ class CheckoutSession(UUIDModel):
     checkout_url = models.URLField(max_length=500, blank=True)
     checkout_created_at = models.DateTimeField(null=True, blank=True)
     checkout_error = models.TextField(blank=True, help_text="Why creating the Recurrente checkout failed")
+    # Set while one request asks Recurrente for this session's checkout, so a concurrent duplicate
+    # waits for it instead of creating a second one; no row lock is held across that HTTP call.
+    checkout_requested_at = models.DateTimeField(null=True, blank=True)
 
     # Request context, kept for fraud review; stripped after 90 days by the cleanup task.
     ip_address = models.GenericIPAddressField(null=True, blank=True)

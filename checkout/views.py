@@ -14,7 +14,8 @@ from webmagic.ratelimit import FAIL_OPEN, ratelimit
 from . import selectors, tasks
 from .forms import PurchaseForm
 from .services import recovery
-from .services.purchase import CheckoutUnavailable, RequestContext, SiteNotForSale, purchase_start
+from .services.purchase import RequestContext, SiteNotForSale, purchase_start
+from .services.sessions import CheckoutUnavailable
 
 
 def _request_context(request) -> RequestContext:

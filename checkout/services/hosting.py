@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import (
@@ -32,12 +33,13 @@ from checkout.recurrente import (
     recurrente_time,
 )
 from sites.models import Site
-from webmagic.emails import absolute_url, email_alert_staff, email_queue
-from webmagic.models import EmailLog, EmailSuppression
-from webmagic.money import format_usd, to_cents
+from webmagic.emails import email_alert_staff
+from webmagic.models import EmailSuppression
+from webmagic.money import to_cents
 
-from .purchase import checkout_create, checkout_lifetime, checkout_payload
-from .subscriptions import API_STATUSES, hosting_cancelled_email_queue, portal_site_path, subscription_period_end_apply
+from .purchase import checkout_payload
+from .sessions import SessionOpening, checkout_lifetime, checkout_session_open
+from .subscriptions import API_STATUSES, portal_site_path, subscription_period_end_apply
 
 logger = logging.getLogger(__name__)
 
@@ -105,26 +107,11 @@ def subscription_cancellable_for_site(*, site_id) -> Subscription | None:
 
 def hosting_checkout_start(*, site_id, user) -> CheckoutSession:
     """A CheckoutSession with a Recurrente checkout URL for this site's hosting, reusing an open
-    one. The session row is committed before Recurrente is called. Raises HostingNotOwner,
-    HostingRefused, or purchase.CheckoutUnavailable when Recurrente fails."""
-    session, reusable = _hosting_session_open_or_create(site_id=site_id, user=user)
-    if reusable:
-        logger.info("hosting checkout session %s reused for site %s", session.pk, site_id)
-        return session
-    return checkout_create(session_id=session.pk, payload_builder=hosting_checkout_payload)
+    one. Raises HostingNotOwner, HostingRefused, or CheckoutUnavailable when Recurrente fails."""
 
-
-def _hosting_sessions(*, site_id):
-    return CheckoutSession.objects.filter(
-        site_id=site_id, kind=CheckoutSession.Kind.SUBSCRIPTION, created_at__gte=timezone.now() - checkout_lifetime(),
-    )
-
-
-def _hosting_session_open_or_create(*, site_id, user) -> tuple[CheckoutSession, bool]:
-    with transaction.atomic():
-        # The site lock serialises hosting starts (a double click, two tabs) and the webhooks
-        # that activate it, so the "no open subscription" check cannot race either.
-        site = Site.objects.select_for_update().get(pk=site_id)
+    def site_check(site: Site) -> None:
+        # Under the site lock, which also orders the webhooks that activate hosting, so the
+        # "no open subscription" check cannot race them.
         if site.owner_id is None or site.owner_id != user.pk:
             raise HostingNotOwner(f"user {user.pk} does not own site {site.pk}")
         if site.status == Site.Status.ACTIVE:
@@ -135,27 +122,22 @@ def _hosting_session_open_or_create(*, site_id, user) -> tuple[CheckoutSession, 
         if open_subscription is not None:
             logger.info("site %s already has open subscription %s", site.pk, open_subscription.recurrente_subscription_id)
             raise HostingRefused("This site already has a hosting subscription; it will be live as soon as it is confirmed.")
-        open_session = _hosting_sessions(site_id=site.pk).filter(
-            status=CheckoutSession.Status.CHECKOUT_CREATED
-        ).order_by("-created_at").first()
-        if open_session is not None:
-            return open_session, True
-        in_flight = _hosting_sessions(site_id=site.pk).filter(
-            status=CheckoutSession.Status.INITIATED, checkout_error="", created_at__gte=timezone.now() - timedelta(minutes=1),
-        ).order_by("-created_at").first()
-        if in_flight is None:
-            session = CheckoutSession.objects.create(
-                site=site, kind=CheckoutSession.Kind.SUBSCRIPTION, status=CheckoutSession.Status.INITIATED,
-                customer_name=(user.full_name or user.email)[:200], customer_email=user.email, user=user,
-                amount=site.monthly_amount, currency=site.currency,
-            )
-            logger.info("hosting checkout session %s initiated for site %s by customer %s", session.pk, site.pk, user.pk)
-            return session, False
-    # Another request is creating this site's checkout right now (it holds the session row lock
-    # during its Recurrente call): wait for it and reuse what it got.
-    with transaction.atomic():
-        session = CheckoutSession.objects.select_for_update().get(pk=in_flight.pk)
-    return session, session.status == CheckoutSession.Status.CHECKOUT_CREATED
+
+    def recent(site: Site):
+        return CheckoutSession.objects.filter(
+            site_id=site.pk, kind=CheckoutSession.Kind.SUBSCRIPTION, created_at__gte=timezone.now() - checkout_lifetime(),
+        )
+
+    def new_session(site: Site) -> CheckoutSession:
+        return CheckoutSession.objects.create(
+            site=site, kind=CheckoutSession.Kind.SUBSCRIPTION, status=CheckoutSession.Status.INITIATED,
+            customer_name=(user.full_name or user.email)[:200], customer_email=user.email, user=user,
+            amount=site.monthly_amount, currency=site.currency,
+        )
+
+    return checkout_session_open(site_id=site_id, opening=SessionOpening(
+        site_check=site_check, recent=recent, new_session=new_session, payload=hosting_checkout_payload,
+    ))
 
 
 def hosting_checkout_payload(session: CheckoutSession) -> dict:
@@ -322,7 +304,7 @@ def _cancellation_record(*, site_id, subscription_id, user, period_end) -> Subsc
                 subscription.recurrente_subscription_id, user.pk, site.pk, subscription.current_period_end.isoformat(),
             )
             if site.status == Site.Status.ACTIVE and subscription.current_period_end > now:
-                hosting_cancelled_email_queue(site=site, subscription=subscription)
+                emails.hosting_cancelled_email_queue(site=site, subscription=subscription, portal_path=portal_site_path(site.slug))
             # A period already over (or unknown and unpaid) ends now rather than at the next tick.
             subscription_period_end_apply(subscription=subscription, site=site, now=now)
     return subscription
@@ -364,18 +346,7 @@ def hosting_nudges_send(*, now=None, limit: int = 200) -> int:
             if EmailSuppression.objects.filter(email=site.owner.email.lower()).exists():
                 logger.info("site %s: owner unsubscribed from reminders; no hosting nudge", site_id)
                 continue
-            log = email_queue(
-                kind=EmailLog.Kind.HOSTING_NUDGE, to_email=site.owner.email, user=site.owner,
-                subject=f"{site.business_name} is ready to go live",
-                context={
-                    "customer_name": site.owner.full_name,
-                    "site_name": site.business_name,
-                    "monthly_price": format_usd(site.monthly_amount),
-                    "activate_url": absolute_url(portal_site_path(site.slug)),
-                    "site_url": absolute_url(f"/sites/{site.slug}/"),
-                },
-                dedupe_key=f"hosting_nudge:{site_id}",
-            )
+            log = emails.hosting_nudge_email_queue(site=site, portal_path=portal_site_path(site.slug))
             if log is not None:
                 sent += 1
                 logger.info("site %s: hosting nudge queued as email %s", site_id, log.pk)

@@ -47,7 +47,7 @@ from checkout.recurrente import (
 from checkout.recurrente_data import PayloadError, checkout_status_of, payment_confirmation_from_checkout
 
 from . import confirmations, payments, refunds, subscriptions
-from .purchase import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
+from .sessions import RECONCILE_FIRST_LOOK_MINUTES, checkout_lifetime
 
 logger = logging.getLogger(__name__)
 

@@ -28,20 +28,20 @@ from django.core import signing
 from django.db import transaction
 from django.db.models import Case, CharField, Exists, F, Func, JSONField, OuterRef, Q, Value, When
 from django.db.models.functions import Cast, Concat, Replace
-from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound
 from sites.models import Site
-from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog, EmailSuppression
-from webmagic.money import discounted, format_usd
+from webmagic.money import discounted
 
-from .purchase import RequestContext, SiteNotForSale, checkout_create, checkout_lifetime, purchase_payload
+from .purchase import RequestContext, SiteNotForSale, purchase_payload
 from .reconcile import CheckResult, checkout_answer_apply
+from .sessions import SessionOpening, checkout_lifetime, checkout_session_open
 
 logger = logging.getLogger(__name__)
 
@@ -357,14 +357,10 @@ def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, resu
         log = None
         if claimed:
             primary.reminder_sent_at, primary.recovery_code = now, code
-            log = email_queue(
-                kind=EmailLog.Kind.RECOVERY_REMINDER, to_email=email,
-                subject=f"{site.business_name} is still waiting for you — {settings.RECOVERY_DISCOUNT_PERCENT}% off for "
-                        f"{settings.RECOVERY_WINDOW_HOURS} hours",
-                context=_reminder_context(session=primary, site=site),
+            log = emails.recovery_reminder_email_queue(
+                session=primary, site=site, to_email=email, offer_ends=recovery_offer_ends(session=primary),
                 # The database refuses a second reminder for this person and site, whatever races.
                 dedupe_key=recovery_dedupe_key(site_id=site.pk, email=email),
-                checkout_session=primary,
             )
             if log is None:
                 # They were reminded through an earlier attempt: this one becomes a silent sibling.
@@ -384,28 +380,6 @@ def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, resu
             result.closed.extend(s.pk for s in siblings)
             logger.info("site %s: session(s) %s abandoned without a second reminder", site.pk,
                         ",".join(str(s.pk) for s in siblings))
-
-
-def _reminder_context(*, session: CheckoutSession, site: Site) -> dict:
-    """Display values only; the links (which carry tokens) are built when the email is sent."""
-    percent = settings.RECOVERY_DISCOUNT_PERCENT
-    price = session.amount
-    offer = discounted(price, percent)
-    ends = timezone.localtime(session.reminder_sent_at + recovery_window())
-    return {
-        "customer_name": session.customer_name,
-        "site_name": site.business_name,
-        "site_url": absolute_url(reverse("sites:page", kwargs={"slug": site.slug})),
-        "price": format_usd(price),
-        "discounted_price": format_usd(offer),
-        "saving": format_usd(price - offer),
-        "discount_percent": percent,
-        "hosting_price": format_usd(site.monthly_amount),
-        "recovery_code": session.recovery_code,
-        "window_hours": settings.RECOVERY_WINDOW_HOURS,
-        "offer_ends": f"{dateformat.format(ends, 'F j, Y, g:i A')} {ends.tzname()}",
-        "button_label": f"Claim {site.business_name} for {format_usd(offer)}"[:120],
-    }
 
 
 def recovered_q() -> Q:
@@ -459,36 +433,30 @@ def recovery_checkout_start(*, token: str, request_context: RequestContext) -> C
     if timezone.now() >= recovery_offer_ends(session=original):
         raise RecoveryOfferExpired(original)
     percent = settings.RECOVERY_DISCOUNT_PERCENT
-    with transaction.atomic():
-        # The site lock serialises this with purchases and payments for the site, so a double
-        # click finds the first click's session instead of creating a second checkout.
-        site = Site.objects.select_for_update().get(pk=original.site_id)
+
+    def site_check(site: Site) -> None:
         _site_available_or_raise(session=original, site=site)
-        child = (
-            original.recovery_checkouts.filter(
-                kind=CheckoutSession.Kind.PURCHASE, discount_percent=percent,
-                created_at__gte=timezone.now() - checkout_lifetime(),
-                status__in=[CheckoutSession.Status.INITIATED, CheckoutSession.Status.CHECKOUT_CREATED,
-                            CheckoutSession.Status.ABANDONED],
-            )
-            .order_by("-created_at")
-            .first()
+
+    def recent(site: Site):
+        return original.recovery_checkouts.filter(
+            kind=CheckoutSession.Kind.PURCHASE, discount_percent=percent, created_at__gte=timezone.now() - checkout_lifetime(),
         )
-        if child is not None and child.recurrente_checkout_id and child.checkout_url:
-            logger.info("session %s: recovery checkout %s reused", original.pk, child.pk)
-            return child
-        if child is None:
-            child = CheckoutSession.objects.create(
-                site=site, kind=CheckoutSession.Kind.PURCHASE, status=CheckoutSession.Status.INITIATED,
-                customer_name=original.customer_name, customer_email=original.customer_email, user=original.user,
-                amount=discounted(original.amount, percent), currency=original.currency, discount_percent=percent,
-                recovered_from=original, ip_address=request_context.ip_address,
-                user_agent=request_context.user_agent[:500], referrer=request_context.referrer[:500],
-            )
-            logger.info("session %s: recovery checkout session %s initiated at %s%% off", original.pk, child.pk, percent)
-    # Committed before Recurrente is called (as a purchase is): a failure keeps the row, and the
-    # next click retries on the same `initiated` session instead of piling up new ones.
-    return checkout_create(session_id=child.pk, payload_builder=recovery_payload)
+
+    def new_session(site: Site) -> CheckoutSession:
+        return CheckoutSession.objects.create(
+            site=site, kind=CheckoutSession.Kind.PURCHASE, status=CheckoutSession.Status.INITIATED,
+            customer_name=original.customer_name, customer_email=original.customer_email, user=original.user,
+            amount=discounted(original.amount, percent), currency=original.currency, discount_percent=percent,
+            recovered_from=original, ip_address=request_context.ip_address,
+            user_agent=request_context.user_agent[:500], referrer=request_context.referrer[:500],
+        )
+
+    # A double click finds the first click's session; a failed creation is retried on the same
+    # `initiated` session instead of piling up new ones.
+    return checkout_session_open(site_id=original.site_id, opening=SessionOpening(
+        site_check=site_check, recent=recent, new_session=new_session, payload=recovery_payload,
+        reusable_statuses=(CheckoutSession.Status.CHECKOUT_CREATED, CheckoutSession.Status.ABANDONED), retry_failed=True,
+    ))
 
 
 def _site_available_or_raise(*, session: CheckoutSession, site: Site) -> None:
