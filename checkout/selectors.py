@@ -1,7 +1,10 @@
 import uuid
 from decimal import Decimal
 
-from checkout.models import CheckoutSession
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+
+from checkout.models import CheckoutSession, Payment
 from webmagic.models import EmailLog
 
 
@@ -29,8 +32,6 @@ def payment_state(session: CheckoutSession) -> str:
     - review: a payment arrived that we could not accept as is (wrong amount): staff check it;
     - in_progress: a bank transfer has started; confirming: nothing confirmed yet.
     """
-    from checkout.models import Payment
-
     if session.status == CheckoutSession.Status.COMPLETED:
         # Only a fulfilled purchase links the session to the buyer's account; a completed session
         # without one is a payment for a site that was no longer for sale.
@@ -47,6 +48,15 @@ def _rate(part: int, whole: int) -> float | None:
     return round(100 * part / whole, 1) if whole else None
 
 
+def recovered_q(prefix: str = "") -> Q:
+    """Completed sessions the recovery email brought back: a late completion of a reminded
+    session, or a discounted checkout made from its recovery link. `prefix` reaches a session
+    through a relation (e.g. "checkout_session__" from a payment)."""
+    return Q(**{f"{prefix}status": CheckoutSession.Status.COMPLETED}) & (
+        Q(**{f"{prefix}reminder_sent_at__isnull": False}) | Q(**{f"{prefix}recovered_from__isnull": False})
+    )
+
+
 def funnel_metrics(*, start, end) -> dict:
     """Purchase funnel for sessions created in [start, end), in three aggregate queries.
 
@@ -58,10 +68,6 @@ def funnel_metrics(*, start, end) -> dict:
     - recovered: after a reminder, the original session completed late or its recovery checkout did;
     - revenue: succeeded purchase payments (not refunded) paid in the range.
     """
-    from django.db.models import Count, Q, Sum
-
-    from checkout.models import Payment
-
     sessions = CheckoutSession.objects.filter(kind=CheckoutSession.Kind.PURCHASE, created_at__gte=start, created_at__lt=end)
     completed = Q(status=CheckoutSession.Status.COMPLETED)
     original = Q(recovered_from__isnull=True)
@@ -72,6 +78,7 @@ def funnel_metrics(*, start, end) -> dict:
         abandoned=Count("pk", filter=original & Q(reminder_sent_at__isnull=False)),
         late_completions=Count("pk", filter=original & completed & Q(reminder_sent_at__isnull=False)),
         recovery_checkouts_paid=Count("pk", filter=~original & completed),
+        recovered=Count("pk", filter=recovered_q()),
     )
     reminders = EmailLog.objects.filter(kind=EmailLog.Kind.RECOVERY_REMINDER, created_at__gte=start, created_at__lt=end).aggregate(
         sent=Count("pk", filter=Q(status__in=EmailLog.LEFT_US)),
@@ -82,12 +89,10 @@ def funnel_metrics(*, start, end) -> dict:
     paid = Payment.objects.filter(
         kind=Payment.Kind.PURCHASE, status=Payment.Status.SUCCEEDED, flag=Payment.Flag.NONE, paid_at__gte=start, paid_at__lt=end,
     )
-    recovered_payment = Q(checkout_session__recovered_from__isnull=False) | Q(checkout_session__reminder_sent_at__isnull=False)
-    money = paid.aggregate(revenue=Sum("amount"), recovered_revenue=Sum("amount", filter=recovered_payment))
-    recovered = counts["late_completions"] + counts["recovery_checkouts_paid"]
+    money = paid.aggregate(revenue=Sum("amount"), recovered_revenue=Sum("amount", filter=recovered_q("checkout_session__")))
+    recovered = counts["recovered"]
     return {
         **counts,
-        "recovered": recovered,
         "conversion_rate": _rate(counts["completed"], counts["started"]),
         "reminders_sent": reminders["sent"],
         "reminders_failed": reminders["failed"],
@@ -101,9 +106,6 @@ def funnel_metrics(*, start, end) -> dict:
 
 def funnel_daily(*, start, end) -> list[dict]:
     """Per-day attempts and completions, one grouped query."""
-    from django.db.models import Count, Q
-    from django.db.models.functions import TruncDate
-
     rows = (
         CheckoutSession.objects.filter(kind=CheckoutSession.Kind.PURCHASE, created_at__gte=start, created_at__lt=end)
         .annotate(day=TruncDate("created_at"))

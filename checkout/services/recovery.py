@@ -382,14 +382,6 @@ def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, resu
                         ",".join(str(s.pk) for s in siblings))
 
 
-def recovered_q() -> Q:
-    """Completed sessions the recovery email brought back: a late completion of a reminded session,
-    or a discounted checkout made from its recovery link (attribution for the funnel)."""
-    return Q(status=CheckoutSession.Status.COMPLETED) & (
-        Q(reminder_sent_at__isnull=False) | Q(recovered_from__isnull=False)
-    )
-
-
 # --- The recovery link --------------------------------------------------------------------------
 
 class RecoveryLinkInvalid(Exception):

@@ -12,6 +12,7 @@ from django.core import mail
 from django.utils import timezone
 from freezegun import freeze_time
 
+from checkout import selectors
 from checkout.ledger import PaymentConfirmation
 from checkout.models import CheckoutSession, Payment
 from checkout.services import reconcile, recovery
@@ -342,12 +343,12 @@ def test_late_completion_after_the_reminder_completes_and_counts_as_recovered(
     session.refresh_from_db(), preview_site.refresh_from_db()
     assert session.status == CheckoutSession.Status.COMPLETED and session.completed_at
     assert preview_site.status == Site.Status.OWNED
-    assert list(CheckoutSession.objects.filter(recovery.recovered_q())) == [session]
+    assert list(CheckoutSession.objects.filter(selectors.recovered_q())) == [session]
 
 
 def test_a_completion_without_a_reminder_is_not_counted_as_recovered(preview_site):
     CheckoutSessionFactory(site=preview_site, status=CheckoutSession.Status.COMPLETED)
-    assert not CheckoutSession.objects.filter(recovery.recovered_q()).exists()
+    assert not CheckoutSession.objects.filter(selectors.recovered_q()).exists()
 
 
 # --- The email ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
+from checkout import selectors
 from checkout.ledger import PaymentConfirmation
 from checkout.models import CheckoutSession
 from checkout.services import recovery
@@ -171,7 +172,7 @@ def test_paying_the_discounted_checkout_completes_it_and_counts_as_recovered(
     assert outcome == "fulfilled"  # the discounted amount is what we asked for, so it is not a mismatch
     child.refresh_from_db(), preview_site.refresh_from_db()
     assert child.status == CheckoutSession.Status.COMPLETED and preview_site.status == Site.Status.OWNED
-    assert child in CheckoutSession.objects.filter(recovery.recovered_q())
+    assert child in CheckoutSession.objects.filter(selectors.recovered_q())
     # The link now says the site is theirs instead of selling it again.
     assert "already yours" in client.get(recover_url(original)).content.decode()
 
