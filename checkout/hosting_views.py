@@ -33,9 +33,6 @@ from .tasks import hosting_checkouts_reconcile_soon
 
 logger = logging.getLogger(__name__)
 
-PORTAL_HOME = "/portal/"
-
-
 def _owned_site(request, slug) -> Site:
     site = get_object_or_404(Site, slug=slug)
     if site.owner_id is None or site.owner_id != request.user.pk:
@@ -49,7 +46,7 @@ def _owned_site(request, slug) -> Site:
 @ratelimit(key="user", rate="10/m", when_cache_down=FAIL_OPEN)
 def start(request, slug):
     if not request.user.email_verified:
-        return redirect(PORTAL_HOME)
+        return redirect("portal:dashboard")
     site = _owned_site(request, slug)
     back = portal_site_path(site.slug)
     try:
@@ -88,7 +85,7 @@ def returned(request, slug):
 def cancel(request, slug):
     """GET asks for confirmation; POST cancels at Recurrente."""
     if not request.user.email_verified:
-        return redirect(PORTAL_HOME)
+        return redirect("portal:dashboard")
     site = _owned_site(request, slug)
     back = portal_site_path(site.slug)
     subscription = subscription_cancellable_for_site(site_id=site.pk)

@@ -24,8 +24,6 @@ from .recurrente import RecurrenteNotFound, RecurrenteValidationError
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2024-04-24"
-# Where Recurrente is configured to deliver; the sandbox delivers to the same place.
-WEBHOOK_PATH = "/webhooks/recurrente/"
 
 
 def _new_id(prefix: str) -> str:
@@ -290,7 +288,8 @@ def sandbox_deliver_now(*, checkout_id: str, event_type: str, sequence: int = 0)
     msg_id = f"msg_sbx_{checkout.id}_{event_type.replace('.', '_')}_{sequence}"
     headers = signed_headers(secret=settings.RECURRENTE_WEBHOOK_SECRETS[0], msg_id=msg_id, body=body)
     headers["Content-Type"] = "application/json"
-    url = settings.SITE_URL + WEBHOOK_PATH
+    # Where Recurrente is configured to deliver; the sandbox delivers to the same place.
+    url = settings.SITE_URL + reverse("webhooks:recurrente")
     response = requests.post(url, data=body, headers=headers, timeout=(3.05, 15))
     logger.info("sandbox delivery %s (%s) answered %s", msg_id, event_type, response.status_code)
     return response.status_code

@@ -26,8 +26,10 @@ from datetime import datetime
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import dateformat, timezone
+from django.urls import reverse
+from django.utils import timezone
 
+from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.ledger import (
     CheckoutSessionNotFound,
@@ -41,9 +43,8 @@ from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_time
 from sites.models import Site
 from sites.services import site_activate, site_suspend
-from webmagic.emails import absolute_url, email_alert_staff, email_queue
-from webmagic.models import EmailLog
-from webmagic.money import format_money, to_cents
+from webmagic.emails import email_alert_staff
+from webmagic.money import to_cents
 
 logger = logging.getLogger(__name__)
 
@@ -260,28 +261,6 @@ def subscription_period_end_apply(*, subscription: Subscription, site: Site, now
     return True
 
 
-def _since_reactivation(subscription: Subscription) -> str:
-    # The portal and Recurrente's event report one cancellation at slightly different times, so
-    # the notice is keyed by the reactivation that preceded it (none for the first).
-    return f":after:{subscription.reactivated_at.isoformat()}" if subscription.reactivated_at else ""
-
-
-def hosting_cancelled_email_queue(*, site: Site, subscription: Subscription) -> None:
-    """"Your hosting is cancelled; the site stays live until …". Once per subscription, whether
-    we learnt of the cancellation from the portal or from Recurrente's webhook."""
-    until = subscription.current_period_end
-    _owner_email_queue(
-        site=site, kind=EmailLog.Kind.HOSTING_SUSPENDED,
-        subject=f"Hosting for {site.business_name} is cancelled",
-        context={
-            "reason": "cancel_scheduled",
-            "live_until": dateformat.format(timezone.localtime(until), "F j, Y") if until else "",
-        },
-        # One notice per cancellation: a subscription reactivated and cancelled again is told again.
-        dedupe_key=f"hosting_cancelled:{subscription.pk}{_since_reactivation(subscription)}",
-    )
-
-
 # --- Internals -----------------------------------------------------------------------------------
 
 def _subscription_origin_find(*, subscription_id: str, payment_id: str) -> tuple[CheckoutSession | None, dict]:
@@ -454,11 +433,8 @@ def _site_follow_subscription(*, site: Site, subscription: Subscription, previou
         return
     if status == Subscription.Status.PAST_DUE:
         if previous != Subscription.Status.PAST_DUE and site.status == Site.Status.ACTIVE:
-            _owner_email_queue(
-                site=site, kind=EmailLog.Kind.PAYMENT_PROBLEM,
-                subject=f"Action needed: your hosting payment for {site.business_name} did not go through",
-                context={"amount": format_money(subscription.amount, subscription.currency)},
-                dedupe_key=f"payment_problem:{subscription.pk}:{occasion}",
+            emails.payment_problem_email_queue(
+                site=site, subscription=subscription, occasion=occasion, portal_path=portal_site_path(site.slug),
             )
         return
     if status == Subscription.Status.UNABLE_TO_START:
@@ -478,7 +454,7 @@ def _site_follow_subscription(*, site: Site, subscription: Subscription, previou
         # Paid until the end of the period: the site stays live until then, and the periodic
         # subscription_periods_end suspends it after. (A cancellation after failed renewal
         # charges, from past_due, has nothing paid for this period: it suspends now.)
-        hosting_cancelled_email_queue(site=site, subscription=subscription)
+        emails.hosting_cancelled_email_queue(site=site, subscription=subscription, portal_path=portal_site_path(site.slug))
         return
     reason = "paused" if status == Subscription.Status.PAUSED else "cancelled"
     _site_suspend(site=site, subscription=subscription, reason=reason, occasion=occasion)
@@ -497,26 +473,17 @@ def _site_activate(*, site: Site, subscription: Subscription, occasion: str) -> 
     reactivation = site.status == Site.Status.SUSPENDED
     site_activate(site=site)
     logger.info("site %s is live (subscription %s)", site.pk, subscription.recurrente_subscription_id)
-    context = {"reactivated": False}
-    subject = f"{site.business_name} is live"
-    # The first activation of a subscription is one email ever; a later return from a pause or
-    # suspension is one email per occasion.
-    if _owner_email_queue(
-        site=site, kind=EmailLog.Kind.HOSTING_ACTIVATED, subject=subject, context=context,
-        dedupe_key=f"hosting_activated:{subscription.pk}",
-    ) is None and reactivation:
-        _owner_email_queue(
-            site=site, kind=EmailLog.Kind.HOSTING_ACTIVATED, subject=f"{site.business_name} is live again",
-            context={"reactivated": True}, dedupe_key=f"hosting_reactivated:{subscription.pk}:{occasion}",
-        )
+    emails.hosting_activated_email_queue(
+        site=site, subscription=subscription, reactivation=reactivation, occasion=occasion,
+        portal_path=portal_site_path(site.slug),
+    )
 
 
 def _site_suspend(*, site: Site, subscription: Subscription, reason: str, occasion: str) -> None:
     site_suspend(site=site)
     logger.info("site %s suspended: subscription %s %s", site.pk, subscription.recurrente_subscription_id, reason)
-    _owner_email_queue(
-        site=site, kind=EmailLog.Kind.HOSTING_SUSPENDED, subject=f"{site.business_name} is offline",
-        context={"reason": reason}, dedupe_key=f"hosting_suspended:{subscription.pk}:{occasion}",
+    emails.hosting_suspended_email_queue(
+        site=site, subscription=subscription, reason=reason, occasion=occasion, portal_path=portal_site_path(site.slug),
     )
 
 
@@ -536,23 +503,6 @@ def _double_billing_check(*, site: Site, subscription: Subscription, now: dateti
             "cancel one of them in admin (Subscriptions) and refund if needed."
         ),
         dedupe_key=f"double-subscription:{site.pk}:{subscription.pk}",
-    )
-
-
-def _owner_email_queue(*, site: Site, kind: str, subject: str, context: dict, dedupe_key: str) -> EmailLog | None:
-    owner = site.owner
-    if owner is None:
-        logger.warning("site %s has no owner to email (%s)", site.pk, kind)
-        return None
-    return email_queue(
-        kind=kind, to_email=owner.email, subject=subject, user=owner, dedupe_key=dedupe_key,
-        context={
-            "customer_name": owner.full_name,
-            "site_name": site.business_name,
-            "site_url": absolute_url(f"/sites/{site.slug}/"),
-            "portal_url": absolute_url(portal_site_path(site.slug)),
-            **context,
-        },
     )
 
 
@@ -578,8 +528,8 @@ def subscription_transfer_objection(site: Site) -> str | None:
 
 
 def portal_site_path(slug: str) -> str:
-    """The owner's page for one site in the portal (customers app): where hosting is managed."""
-    return f"/portal/sites/{slug}/"
+    """The owner's page for one site in the portal: where hosting is managed."""
+    return reverse("portal:site", kwargs={"slug": slug})
 
 
 def _is_renewal(*, subscription: Subscription, session: CheckoutSession | None) -> bool:
