@@ -51,8 +51,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Style, the import contracts between apps (.importlinter), and types (mypy.ini).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .celery-broker sent_emails staticfiles
