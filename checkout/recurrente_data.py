@@ -59,7 +59,8 @@ def payment_confirmation_from_event(payload: dict) -> PaymentConfirmation:
         amount = checkout.get("total_in_cents")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise PayloadError(f"payment {payment_id}: amount_in_cents missing or not a positive integer")
-    currency = as_str(payload.get("currency") or checkout.get("currency"), limit=3).upper()
+    # Read whole, then checked: truncating first would turn "dollars" into a currency "DOL".
+    currency = as_str(payload.get("currency") or checkout.get("currency"), limit=16).upper()
     if len(currency) != 3 or not currency.isalpha():
         raise PayloadError(f"payment {payment_id}: currency missing or malformed")
 
