@@ -15,7 +15,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from checkout.models import CheckoutSession, Payment
+from checkout.models import CheckoutSession, Payment, Subscription
+from customers.models import CustomerUser
 from sites.models import Site
 from webmagic.money import from_cents
 
@@ -67,7 +68,8 @@ class PaymentConfirmation:
 
 def payment_row_create(
     *, confirmation: PaymentConfirmation, kind: str, site: Site, session: CheckoutSession | None = None,
-    user=None, subscription=None, flag: str = Payment.Flag.NONE, flag_note: str = "",
+    user: CustomerUser | None = None, subscription: Subscription | None = None, flag: str = Payment.Flag.NONE,
+    flag_note: str = "",
 ) -> Payment | None:
     """Insert the payment row, or return None if it already exists (unique on pa_…)."""
     try:
@@ -105,7 +107,7 @@ def payment_metadata_cross_check(*, session: CheckoutSession, confirmation: Paym
         )
 
 
-def checkout_session_complete(*, session: CheckoutSession, user=None) -> None:
+def checkout_session_complete(*, session: CheckoutSession, user: CustomerUser | None = None) -> None:
     """The buyer paid: the session is completed, whatever it was (an `abandoned` or `expired`
     session still completes: a late payment). The account that paid is kept on it unless the
     session already names one. The caller holds the session row locked."""

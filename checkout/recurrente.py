@@ -6,6 +6,7 @@ Get a client from `checkout.clients.recurrente_client()`: the real one, or the b
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -16,11 +17,17 @@ from webmagic.http import request_never_sent
 
 logger = logging.getLogger(__name__)
 
+# One JSON object from Recurrente (an API answer, a webhook payload, or a part of one): its values
+# are whatever the JSON held, so they are read through checkout/recurrente_data.py's checks.
+JsonObject = dict[str, Any]
+# (connect, read) seconds, as requests takes them.
+Timeout = tuple[float, float]
+
 
 class RecurrenteError(Exception):
     """Any failure talking to Recurrente. `status` is the HTTP status when there was one."""
 
-    def __init__(self, message: str, *, status: int | None = None, errors: dict | None = None):
+    def __init__(self, message: str, *, status: int | None = None, errors: JsonObject | None = None):
         super().__init__(message)
         self.status = status
         self.errors = errors or {}
@@ -57,7 +64,10 @@ class RecurrenteRedirect(RecurrenteError):
 
 
 class RecurrenteClient:
-    def __init__(self, *, base_url: str, secret_key: str, public_key: str = "", timeout=(3.05, 10), session=None):
+    def __init__(
+        self, *, base_url: str, secret_key: str, public_key: str = "", timeout: Timeout = (3.05, 10),
+        session: requests.Session | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -68,33 +78,33 @@ class RecurrenteClient:
             self.headers["X-PUBLIC-KEY"] = public_key
 
     # --- calls -------------------------------------------------------------------------------
-    def create_checkout(self, payload: dict) -> dict:
+    def create_checkout(self, payload: JsonObject) -> JsonObject:
         """POST /checkouts → {"id": "ch_…", "checkout_url": "…"}. Not idempotent: never retried here."""
         data = self._request("POST", "/checkouts", json=payload)
         if not data.get("id") or not data.get("checkout_url"):
             raise RecurrenteError("checkout response lacks id or checkout_url")
         return data
 
-    def get_checkout(self, checkout_id: str) -> dict:
+    def get_checkout(self, checkout_id: str) -> JsonObject:
         return self._request("GET", f"/checkouts/{_path_id(checkout_id)}")
 
-    def get_subscription(self, subscription_id: str, *, timeout: tuple | None = None) -> dict:
+    def get_subscription(self, subscription_id: str, *, timeout: Timeout | None = None) -> JsonObject:
         """`timeout`: (connect, read) seconds for this call, when a caller cannot wait the default."""
         return self._request("GET", f"/subscriptions/{_path_id(subscription_id)}", timeout=timeout)
 
-    def cancel_subscription(self, subscription_id: str) -> dict:
+    def cancel_subscription(self, subscription_id: str) -> JsonObject:
         return self._request("DELETE", f"/subscriptions/{_path_id(subscription_id)}")
 
-    def create_refund(self, *, payment_intent_id: str = "", intent_id: str = "") -> dict:
+    def create_refund(self, *, payment_intent_id: str = "", intent_id: str = "") -> JsonObject:
         """Older accounts take payment_intent_id (pa_…), newer ones intent_id (in_…)."""
         body = {"intent_id": intent_id} if intent_id else {"payment_intent_id": payment_intent_id}
         return self._request("POST", "/refunds", json=body)
 
-    def get_refund(self, refund_id: str) -> dict:
+    def get_refund(self, refund_id: str) -> JsonObject:
         return self._request("GET", f"/refunds/{_path_id(refund_id)}")
 
     # --- plumbing ----------------------------------------------------------------------------
-    def _request(self, method: str, path: str, *, timeout: tuple | None = None, **kwargs) -> dict:
+    def _request(self, method: str, path: str, *, timeout: Timeout | None = None, **kwargs: Any) -> JsonObject:
         url = self.base_url + path
         try:
             # Never follow a redirect: requests would resend the X-SECRET-KEY header to any host.
@@ -119,7 +129,7 @@ class RecurrenteClient:
         return self._parse(method, path, response)
 
     @staticmethod
-    def _parse(method: str, path: str, response) -> dict:
+    def _parse(method: str, path: str, response: requests.Response) -> JsonObject:
         try:
             data = response.json() if response.content else {}
         except ValueError:
@@ -148,7 +158,7 @@ class RecurrenteClient:
         raise RecurrenteError(message, status=status, errors=errors)
 
 
-def recurrente_time(value) -> datetime | None:
+def recurrente_time(value: object) -> datetime | None:
     """A timestamp from Recurrente as an aware datetime (UTC when it names no offset), or None:
     comparing a naive time with our aware ones would raise instead of answering."""
     try:

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from checkout.ledger import PaymentConfirmation
-from checkout.recurrente import recurrente_time
+from checkout.recurrente import JsonObject, recurrente_time
 from webmagic.money import from_cents
 
 
@@ -19,29 +19,29 @@ class PayloadError(ValueError):
     """Recurrente data we cannot read. Retrying will not help; a person should look."""
 
 
-def as_dict(value) -> dict:
+def as_dict(value: object) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
-def as_str(value, *, limit: int = 500) -> str:
+def as_str(value: object, *, limit: int = 500) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-def recurrente_id(value, prefix: str) -> str:
+def recurrente_id(value: object, prefix: str) -> str:
     """A Recurrente id with the expected prefix (`pa_`, `ch_`, `re_`, …), or ""."""
     text = as_str(value, limit=64)
     return text if text.startswith(prefix) and text.isascii() and text.replace("_", "").isalnum() else ""
 
 
-def created_at(data: dict) -> datetime | None:
+def created_at(data: JsonObject) -> datetime | None:
     return recurrente_time(data.get("created_at"))
 
 
-def checkout_id_of(data: dict) -> str:
+def checkout_id_of(data: JsonObject) -> str:
     return recurrente_id(as_dict(data.get("checkout")).get("id"), "ch_")
 
 
-def payment_confirmation_from_event(payload: dict) -> PaymentConfirmation:
+def payment_confirmation_from_event(payload: JsonObject) -> PaymentConfirmation:
     """payment_intent.succeeded (legacy), intent.succeeded (unified), bank_transfer_intent.succeeded."""
     checkout = as_dict(payload.get("checkout"))
     payment = as_dict(payload.get("payment"))
@@ -91,7 +91,7 @@ def payment_confirmation_from_event(payload: dict) -> PaymentConfirmation:
     )
 
 
-def payment_confirmation_from_checkout(checkout: dict) -> PaymentConfirmation:
+def payment_confirmation_from_checkout(checkout: JsonObject) -> PaymentConfirmation:
     """`GET /checkouts/{id}` of a paid checkout, read exactly as the succeeded events are: the
     checkout answer is what those events carry at `checkout`, and its payment and latest intent
     stand where the events put theirs."""
@@ -111,7 +111,7 @@ def payment_confirmation_from_checkout(checkout: dict) -> PaymentConfirmation:
 CHECKOUT_STATUSES = ("unpaid", "paid", "payment_in_progress", "expired")
 
 
-def checkout_status_of(answer: dict) -> str:
+def checkout_status_of(answer: JsonObject) -> str:
     """The checkout's status, or "" when Recurrente answered something we do not know."""
     status = as_str(answer.get("status"), limit=40)
     return status if status in CHECKOUT_STATUSES else ""
@@ -133,7 +133,7 @@ class RefundState:
 REFUND_STATUSES = ("pending", "succeeded", "failed", "voided")
 
 
-def refund_state_from(data: dict) -> RefundState:
+def refund_state_from(data: JsonObject) -> RefundState:
     refund_id = recurrente_id(data.get("id"), "re_")
     if not refund_id:
         raise PayloadError("refund without a refund id (re_…)")
@@ -148,13 +148,13 @@ def refund_state_from(data: dict) -> RefundState:
     )
 
 
-def _cents(value) -> Decimal | None:
+def _cents(value: object) -> Decimal | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return from_cents(value)
     return None
 
 
-def payment_references_of(payload: dict) -> dict[str, str]:
+def payment_references_of(payload: JsonObject) -> dict[str, str]:
     """Whatever payment ids a payload of unknown shape (a dispute) carries: pa_, in_, ch_."""
     found = {"payment_id": "", "intent_id": "", "checkout_id": checkout_id_of(payload)}
     for key in ("payment", "payment_intent", "intent"):

@@ -5,7 +5,7 @@ class WebhooksConfig(AppConfig):
     name = "webhooks"
     verbose_name = "Webhooks"
 
-    def ready(self):
+    def ready(self) -> None:
         from webmagic.alerts import alert_rule_register
 
         from .alerts import alert_failed_webhooks, alert_payments_without_webhook

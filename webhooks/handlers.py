@@ -11,6 +11,7 @@ from functools import partial
 
 from checkout.ledger import UNKNOWN_OUTCOMES
 from checkout.models import Subscription
+from checkout.recurrente import JsonObject
 from checkout.recurrente_data import (
     PayloadError,
     as_dict,
@@ -44,7 +45,7 @@ def payment_succeeded(event: WebhookEvent) -> str:
     return confirmations.payment_confirmed_record(confirmation=confirmation)
 
 
-def _require_checkout_id(payload: dict) -> str:
+def _require_checkout_id(payload: JsonObject) -> str:
     checkout_id = checkout_id_of(payload)
     if not checkout_id:
         raise PayloadError("event without a checkout id (ch_…)")

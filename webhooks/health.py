@@ -41,7 +41,7 @@ FINDINGS_SHOWN = 20
 FLAGGED_HOLDING = (Payment.Flag.NEEDS_REFUND, Payment.Flag.AMOUNT_MISMATCH)
 
 # What to do for each rejection reason (the model's labels say what each one usually means).
-REASON_FIXES = {
+REASON_FIXES: dict[str, str] = {
     WebhookRejection.Reason.BAD_SIGNATURE: "Copy the endpoint's current whsec_ signing secret from Recurrente's "
     "dashboard into RECURRENTE_WEBHOOK_SECRETS; during a rotation list old and new, comma-separated.",
     WebhookRejection.Reason.NO_SECRET: "Set RECURRENTE_WEBHOOK_SECRETS to the endpoint's whsec_ signing secret "
@@ -313,7 +313,7 @@ def payments_health(*, now: datetime) -> PaymentsHealth:
     disputed_q = Q(flag=Payment.Flag.DISPUTED, status=Payment.Status.SUCCEEDED)
     flagged_q = Q(flag__in=FLAGGED_HOLDING, status=Payment.Status.SUCCEEDED)
     payment_counts = Payment.objects.aggregate(disputed=Count("pk", filter=disputed_q), flagged=Count("pk", filter=flagged_q))
-    listed_payments = list(
+    listed_payments: list[Payment] = list(
         # Disputes first: they have a deadline at Recurrente.
         Payment.objects.filter(disputed_q | flagged_q).select_related("site")
         .annotate(rank=Case(When(flag=Payment.Flag.DISPUTED, then=Value(0)), default=Value(1), output_field=IntegerField()))

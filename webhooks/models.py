@@ -39,7 +39,7 @@ class WebhookEvent(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.event_type} {self.delivery_id} ({self.status})"
 
 
@@ -71,5 +71,5 @@ class WebhookRejection(models.Model):
             models.UniqueConstraint(fields=["bucket", "reason"], name="webhook_rejection_bucket_reason_uniq"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.count} × {self.reason} at {self.bucket:%Y-%m-%d %H:%M}"

@@ -1,6 +1,7 @@
 import logging
+from typing import cast
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
 from . import services
@@ -9,13 +10,14 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, max_retries=services.MAX_ATTEMPTS, acks_late=True)
-def process_webhook_event(self, event_id: int) -> str | None:
+def process_webhook_event(self: Task[[int], str | None], event_id: int) -> str | None:
     """Process one stored event; a failing handler is retried with exponential backoff
     (1, 2, 4 … minutes). The claim in the service makes duplicates of this task harmless."""
     try:
         return services.webhook_event_process(event_id=event_id)
     except services.WebhookEventFailed as exc:
-        if exc.retry_in is None or self.request.retries >= self.max_retries:
+        # max_retries is set on the decorator, so never None (which means "retry forever").
+        if exc.retry_in is None or self.request.retries >= cast(int, self.max_retries):
             return "failed"
         raise self.retry(exc=exc, countdown=exc.retry_in) from exc
 

@@ -1,7 +1,7 @@
 import logging
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 # raw body is what authenticates every delivery.
 @csrf_exempt
 @require_POST
-def recurrente(request):
+def recurrente(request: HttpRequest) -> JsonResponse:
     try:
         body = _body_read(request)
     except services.IntakeRejected as exc:
@@ -30,7 +30,7 @@ def recurrente(request):
     return JsonResponse({"ok": True, "duplicate": not result.created})
 
 
-def _body_read(request) -> bytes:
+def _body_read(request: HttpRequest) -> bytes:
     limit = settings.WEBHOOK_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -45,7 +45,7 @@ def _body_read(request) -> bytes:
     return body
 
 
-def _refuse(request, exc: services.IntakeRejected) -> JsonResponse:
+def _refuse(request: HttpRequest, exc: services.IntakeRejected) -> JsonResponse:
     raw_id = request.headers.get("svix-id") or request.headers.get("webhook-id") or "-"
     # The id is attacker-controlled until verified: keep log lines single and printable.
     delivery_id = "".join(c for c in raw_id[:100] if c.isascii() and c.isprintable()) or "-"

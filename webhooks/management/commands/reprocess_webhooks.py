@@ -1,3 +1,6 @@
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from webhooks import services
@@ -10,13 +13,15 @@ class Command(BaseCommand):
         "Handlers are idempotent: nothing is applied twice."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("ids", nargs="*", type=int, help="Event ids (default: every failed event)")
         parser.add_argument("--include-ignored", action="store_true", help="Also reprocess ignored events")
         parser.add_argument("--type", dest="event_type", help="Only events of this type, e.g. payment_intent.succeeded")
         parser.add_argument("--now", action="store_true", help="Process here and now instead of through the Celery queue")
 
-    def handle(self, *args, ids, include_ignored, event_type, now, **options):
+    def handle(
+        self, *args: Any, ids: list[int], include_ignored: bool, event_type: str | None, now: bool, **options: Any
+    ) -> None:
         statuses = [WebhookEvent.Status.FAILED] + ([WebhookEvent.Status.IGNORED] if include_ignored else [])
         events = WebhookEvent.objects.filter(status__in=statuses)
         if ids:
