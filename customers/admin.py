@@ -4,7 +4,7 @@ from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from webmagic.admin import MoneyRecordsProtect
 
-from . import services
+from . import emails
 from .models import CustomerUser
 
 
@@ -46,11 +46,11 @@ class CustomerUserAdmin(MoneyRecordsProtect, UserAdmin):
         sent = 0
         for user in queryset.filter(is_active=True):
             # No dedupe key: staff resending is deliberate. The link is made when the email is sent.
-            services.customer_welcome_email_queue(user=user, subject="Set your WebMagic password")
+            emails.welcome_email_queue(user=user, resent_by_staff=True)
             sent += 1
         self.message_user(request, f"Queued a set-your-password email for {sent} customer(s).", messages.SUCCESS)
 
     @admin.action(description="Email a link to confirm their address", permissions=["change"])
     def send_verification_email(self, request, queryset):
-        sent = sum(1 for user in queryset.filter(is_active=True, email_verified=False) if services.verify_email_queue(user=user))
+        sent = sum(1 for user in queryset.filter(is_active=True, email_verified=False) if emails.verify_email_queue(user=user))
         self.message_user(request, f"Queued a confirmation email for {sent} unverified customer(s).", messages.SUCCESS)

@@ -6,16 +6,15 @@ from django.contrib.auth import login, update_session_auth_hash
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.encoding import force_bytes, force_str
-from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
 
-from webmagic.emails import email_queue
 from webmagic.models import EmailLog
 
+from . import emails
 from .models import CustomerUser, normalize_email_address
-from .tokens import password_reset_token_generator, set_password_token_generator, verify_email_token_generator
+from .tokens import set_password_token_generator
 
 logger = logging.getLogger(__name__)
 
@@ -58,26 +57,6 @@ def customer_get_or_create_for_purchase(
 
 # --- Set-your-password links ---------------------------------------------------------------------
 
-def _token_link_path(*, view_name: str, generator, user: CustomerUser) -> str:
-    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
-    return reverse(view_name, kwargs={"uidb64": uidb64, "token": generator.make_token(user)})
-
-
-def set_password_path(*, user: CustomerUser) -> str:
-    """The relative link for `user`; the token is made now and never stored."""
-    return _token_link_path(view_name="customers:set_password", generator=set_password_token_generator, user=user)
-
-
-def password_reset_path(*, user: CustomerUser) -> str:
-    """A one-hour reset link, made when the email is sent and never stored."""
-    return _token_link_path(view_name="customers:password_reset_confirm", generator=password_reset_token_generator, user=user)
-
-
-def verify_email_path(*, user: CustomerUser) -> str:
-    """A 24-hour verification link, made when the email is sent and never stored."""
-    return _token_link_path(view_name="customers:verify_email", generator=verify_email_token_generator, user=user)
-
-
 def set_password_user_from_uidb64(*, uidb64: str) -> CustomerUser | None:
     try:
         pk = int(force_str(urlsafe_base64_decode(uidb64)))
@@ -106,18 +85,6 @@ def customer_password_set_from_link(*, user: CustomerUser, password: str) -> Cus
     return user
 
 
-def customer_welcome_email_queue(
-    *, user: CustomerUser, subject: str = "Welcome to WebMagic — set your password", context: dict | None = None,
-    dedupe_key: str | None = None, checkout_session=None,
-) -> EmailLog | None:
-    """Queue the welcome email. Its set-your-password link is built when it is sent
-    (customers.emails.welcome_context), so no token is ever stored."""
-    return email_queue(
-        kind=EmailLog.Kind.WELCOME, to_email=user.email, subject=subject, context=context or {},
-        dedupe_key=dedupe_key, user=user, checkout_session=checkout_session,
-    )
-
-
 # --- Signing in ---------------------------------------------------------------------------------
 
 def customer_login(*, request: HttpRequest, user: CustomerUser) -> None:
@@ -131,9 +98,6 @@ def customer_login(*, request: HttpRequest, user: CustomerUser) -> None:
 
 # --- Password reset -----------------------------------------------------------------------------
 
-PASSWORD_RESET_SUBJECT = "Reset your WebMagic password"
-
-
 def password_reset_request(*, email: str) -> EmailLog:
     """Start a reset for whoever uses `email`: one reset email row for every request, known address
     or not, sent after commit by the ordinary email task. The account is looked up when the email
@@ -145,33 +109,12 @@ def password_reset_request(*, email: str) -> EmailLog:
     the request durable: if the broker is down at commit, or loses the message, the queued row is
     sent by `resend_stuck_emails`. No dedupe key: each request is its own email, and the per-email
     and per-IP rate limits bound how many there are."""
-    log = email_queue(
-        kind=EmailLog.Kind.PASSWORD_RESET, to_email=normalize_email_address(email), subject=PASSWORD_RESET_SUBJECT,
-    )
+    log = emails.password_reset_email_queue(email=email)
     logger.info("password reset request accepted as email %s", log.pk)
     return log
 
 
-def password_reset_account_for_email(*, email: str) -> CustomerUser | None:
-    """The active account using an address, whether or not it ever chose a password."""
-    normalized = normalize_email_address(email)
-    if not normalized:
-        return None
-    return CustomerUser.objects.filter(email=normalized, is_active=True).first()
-
-
 # --- Email verification -------------------------------------------------------------------------
-
-def verify_email_queue(*, user: CustomerUser) -> EmailLog | None:
-    """Queue a verification email (no-op for a verified address). The link is made at send time."""
-    if user.email_verified:
-        return None
-    log = email_queue(
-        kind=EmailLog.Kind.VERIFY_EMAIL, to_email=user.email, subject="Confirm your email address for WebMagic", user=user,
-    )
-    logger.info("verification email queued for customer %s", user.pk)
-    return log
-
 
 def customer_email_verify(*, user: CustomerUser) -> bool:
     """Mark the address verified. A conditional UPDATE, so two confirmations at once change it once;

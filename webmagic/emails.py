@@ -1,37 +1,64 @@
 """The one way the app sends email: queue a logged message, send it from Celery after commit.
 
-`email_queue()` writes an EmailLog row (optionally unique on a dedupe key, so "send once" is a
-database fact) and enqueues `webmagic.tasks.send_email` when the surrounding transaction commits.
-Templates are `templates/emails/<kind>.html` and `.txt`, both extending one base layout. Kinds
-whose links carry tokens name a context builder below: the token is made at send time and never
-stored.
+`email_queue()` renders the subject, writes an EmailLog row (optionally unique on a dedupe key, so
+"send once" is a database fact) and enqueues `webmagic.tasks.send_email` when the surrounding
+transaction commits. Every word an email says is in its templates, `templates/emails/<kind>`:
+`.subject.txt` (rendered when it is queued and stored on the log), `.txt` and `.html` (rendered
+when it is sent, both extending one base layout). What an email says is each app's business
+(customers/emails.py, checkout/emails.py, sites/emails.py): this base app imports none of them.
+Kinds whose links carry tokens have a context builder, registered by their app from
+`AppConfig.ready()` (`context_builder_register`): the token is made at send time and never stored.
 """
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
-from django.template.loader import render_to_string
+from django.template import Context
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from .http import request_never_sent
 from .models import EmailLog
 
 logger = logging.getLogger(__name__)
 
-# kind -> dotted path of fn(log) -> dict of extra context; may include "headers" for the message.
-CONTEXT_BUILDERS: dict[str, str] = {
-    EmailLog.Kind.WELCOME: "customers.emails.welcome_context",
-    EmailLog.Kind.PASSWORD_RESET: "customers.emails.password_reset_context",
-    EmailLog.Kind.VERIFY_EMAIL: "customers.emails.verify_email_context",
-    EmailLog.Kind.RECOVERY_REMINDER: "checkout.emails.recovery_reminder_context",
-}
+# fn(log) -> dict of context made when the email is sent; may include "headers" for the message.
+ContextBuilder = Callable[[EmailLog], dict]
+
+# Kinds that cannot be rendered without their builder: their links carry tokens made at send time.
+KINDS_NEEDING_CONTEXT_BUILDER = frozenset({
+    EmailLog.Kind.WELCOME, EmailLog.Kind.PASSWORD_RESET, EmailLog.Kind.VERIFY_EMAIL, EmailLog.Kind.RECOVERY_REMINDER,
+})
+
+# kind -> its builder, filled by each app's AppConfig.ready() (the app that knows how to make its links).
+CONTEXT_BUILDERS: dict[str, ContextBuilder] = {}
+
+
+def context_builder_register(kind: str, builder: ContextBuilder) -> ContextBuilder:
+    """Register the send-time context builder of one email kind. Registering again (a re-run
+    `ready()`) replaces it."""
+    if kind not in EmailLog.Kind.values:
+        raise ValueError(f"cannot register a context builder for '{kind}': it is not an EmailLog kind")
+    CONTEXT_BUILDERS[kind] = builder
+    return builder
+
+
+def context_builder_for(kind: str) -> ContextBuilder | None:
+    builder = CONTEXT_BUILDERS.get(kind)
+    if builder is None and kind in KINDS_NEEDING_CONTEXT_BUILDER:
+        raise ImproperlyConfigured(
+            f"Email kind '{kind}' needs a context builder (its links are made when it is sent) and none is "
+            "registered: its app must call webmagic.emails.context_builder_register() from AppConfig.ready()."
+        )
+    return builder
 
 
 class EmailNoLongerWanted(Exception):
@@ -49,15 +76,28 @@ def header_flat(value) -> str:
     return " ".join(str(value).split())
 
 
+def email_subject_render(*, kind: str, context: dict) -> str:
+    """The subject, from `emails/<kind>.subject.txt`: plain text, not HTML (a business called
+    "Tom & Jerry's" keeps its "&"), on one line, cut to fit EmailLog.subject."""
+    template = get_template(f"emails/{kind}.subject.txt").template
+    subject = header_flat(template.render(Context(context, autoescape=False)))[:255]
+    if not subject:
+        raise ValueError(f"emails/{kind}.subject.txt rendered an empty subject")
+    return subject
+
+
 def email_queue(
-    *, kind: str, to_email: str, subject: str, context: dict | None = None, dedupe_key: str | None = None,
+    *, kind: str, to_email: str, context: dict | None = None, dedupe_key: str | None = None,
     user=None, checkout_session=None,
 ) -> EmailLog | None:
-    """Record an email and send it after commit. Returns None if `dedupe_key` was already used."""
+    """Record an email and send it after commit. Returns None if `dedupe_key` was already used.
+    The subject is rendered now, from `context`, and stored with it."""
+    context = context or {}
+    subject = email_subject_render(kind=kind, context=context)
     try:
         with transaction.atomic():
             log = EmailLog.objects.create(
-                kind=kind, to_email=to_email, subject=header_flat(subject)[:255], context=context or {},
+                kind=kind, to_email=to_email, subject=subject, context=context,
                 dedupe_key=dedupe_key, user=user, checkout_session=checkout_session,
             )
     except IntegrityError:
@@ -75,11 +115,14 @@ def email_queue(
 
 
 def email_alert_staff(*, subject: str, body: str, dedupe_key: str | None = None) -> list[EmailLog]:
-    """Mail every address in ADMINS through the same logged, retried path."""
+    """Mail every address in ADMINS through the same logged, retried path. Staff alerts say what
+    their caller says: `emails/staff_alert.subject.txt` is the `subject` given here."""
     logs = []
     for _name, address in settings.ADMINS:
         key = f"{dedupe_key}:{address}" if dedupe_key else None
-        log = email_queue(kind=EmailLog.Kind.STAFF_ALERT, to_email=address, subject=subject, context={"body": body}, dedupe_key=key)
+        log = email_queue(
+            kind=EmailLog.Kind.STAFF_ALERT, to_email=address, context={"subject": subject, "body": body}, dedupe_key=key,
+        )
         if log:
             logs.append(log)
     if not settings.ADMINS:
@@ -91,12 +134,13 @@ def email_render(log: EmailLog) -> EmailMultiAlternatives:
     context = {
         "SITE_URL": settings.SITE_URL,
         "COMPANY_POSTAL_ADDRESS": settings.COMPANY_POSTAL_ADDRESS,
-        "subject": log.subject,
         **log.context,
+        # The subject as sent (one line, cut to fit), whatever the context it was rendered from held.
+        "subject": log.subject,
     }
-    builder = CONTEXT_BUILDERS.get(log.kind)
+    builder = context_builder_for(log.kind)
     if builder:
-        context.update(import_string(builder)(log))
+        context.update(builder(log))
     headers = {name: header_flat(value) for name, value in context.pop("headers", {}).items()}
     headers[IDEMPOTENCY_HEADER] = email_idempotency_key(log)
     text = render_to_string(f"emails/{log.kind}.txt", context)

@@ -164,5 +164,3 @@ def checkout_payment_in_progress_record(*, checkout_id: str, started_at: datetim
         session.save(update_fields=["payment_in_progress_at", "updated_at"])
     logger.info("checkout %s (session %s): bank transfer in progress", checkout_id, session.pk)
     return Outcome.RECORDED
-
-

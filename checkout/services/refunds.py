@@ -33,10 +33,10 @@ from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import timezone
 from redis.exceptions import RedisError
 
+from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.ledger import Outcome
 from checkout.models import Payment, Refund
@@ -49,8 +49,7 @@ from checkout.recurrente import (
     RecurrenteValidationError,
 )
 from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
-from webmagic.emails import absolute_url, email_alert_staff, email_queue
-from webmagic.models import EmailLog
+from webmagic.emails import email_alert_staff
 from webmagic.money import format_money
 
 logger = logging.getLogger(__name__)
@@ -575,21 +574,7 @@ def _refund_emails_queue(*, payment: Payment, refund: Refund) -> None:
     amount = format_money(refund.customer_refunded_amount or payment.amount, refund.currency or payment.currency)
     to_email = payment.user.email if payment.user_id else (payment.checkout_session.customer_email if payment.checkout_session_id else "")
     if to_email:
-        email_queue(
-            kind=EmailLog.Kind.REFUND, to_email=to_email,
-            subject=f"Your refund for {site.business_name}: {amount}",
-            context={
-                "customer_name": payment.user.full_name if payment.user_id else "",
-                "item": (f"Website: {site.business_name}" if payment.kind == Payment.Kind.PURCHASE
-                         else f"Hosting for {site.business_name}"),
-                "amount": amount,
-                "refunded_on": dateformat.format(timezone.localtime(payment.refunded_at), "F j, Y"),
-                "payment_reference": payment.recurrente_payment_id,
-                "refund_reference": refund.recurrente_refund_id,
-                "portal_url": absolute_url(reverse("portal:dashboard")),
-            },
-            dedupe_key=f"refund:{refund.recurrente_refund_id}", user=payment.user, checkout_session=payment.checkout_session,
-        )
+        emails.refund_email_queue(payment=payment, refund=refund, to_email=to_email, amount=amount)
     else:
         logger.warning("payment %s refunded but has no customer address to tell", payment.pk)
     owner_note = (

@@ -7,9 +7,9 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
+from customers.emails import password_reset_path
 from customers.models import CustomerUser
 from customers.ratelimits import PASSWORD_RESET_EMAIL_RATES, PASSWORD_RESET_IP_RATES
-from customers.services import password_reset_path
 from customers.tests.conftest import PASSWORD, without_csrf
 from customers.tests.factories import CustomerFactory
 from webmagic.models import EmailLog
@@ -112,7 +112,7 @@ def test_the_link_lasts_one_hour(client, customer):
 
 
 def test_a_tampered_link_or_another_kind_of_token_is_refused(client, customer):
-    from customers.services import set_password_path, verify_email_path
+    from customers.emails import set_password_path, verify_email_path
 
     path = password_reset_path(user=customer)
     other = CustomerFactory()

@@ -5,8 +5,8 @@ from django.core import mail
 from django.utils import timezone
 from freezegun import freeze_time
 
+from customers.emails import set_password_path
 from customers.models import CustomerUser
-from customers.services import set_password_path
 from customers.tests.factories import CustomerFactory
 from customers.tokens import set_password_token_generator
 from webmagic.emails import email_render
@@ -140,4 +140,5 @@ def test_admin_can_resend_the_set_password_email(staff_client, new_customer, dja
         )
     assert response.status_code == 200
     assert [m.to for m in mail.outbox] == [["maria.lopez@example.com"]]
+    assert mail.outbox[0].subject == "Set your WebMagic password"
     assert "/portal/set-password/" in mail.outbox[0].body

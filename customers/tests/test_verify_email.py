@@ -6,9 +6,9 @@ from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
+from customers.emails import verify_email_path
 from customers.models import CustomerUser
 from customers.ratelimits import VERIFY_RESEND_EMAIL_RATES, VERIFY_RESEND_IP_RATES
-from customers.services import verify_email_path
 from customers.tests.factories import CustomerFactory
 from webmagic.models import EmailLog
 
@@ -151,7 +151,7 @@ def _browser_origin(page) -> str:
 
 
 def test_the_token_pages_forms_pass_csrf_as_a_browser_posts_them(unverified):
-    from customers.services import password_reset_path
+    from customers.emails import password_reset_path
 
     browser = Client(enforce_csrf_checks=True)
     path = verify_email_path(user=unverified)

@@ -3,9 +3,11 @@ from unittest import mock
 import pytest
 from celery.exceptions import Retry
 from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import override_settings
 
+from webmagic import emails
 from webmagic.emails import email_alert_staff, email_queue
 from webmagic.models import EmailLog
 from webmagic.tasks import send_email
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def queue_alert(**kwargs):
     return email_queue(
-        kind=EmailLog.Kind.STAFF_ALERT, to_email="ops@example.com", subject="Hello <b>", context={"body": "<script>x</script>"},
+        kind=EmailLog.Kind.STAFF_ALERT, to_email="ops@example.com", context={"subject": "Hello <b>", "body": "<script>x</script>"},
         **kwargs,
     )
 
@@ -185,3 +187,37 @@ def test_email_sweep_runs_every_two_minutes_unless_staff_changed_it():
     PeriodicTask.objects.filter(pk=task.pk).update(interval=staff_choice)
     faster.every_two_minutes(django_apps, None)
     assert PeriodicTask.objects.get(pk=task.pk).interval == staff_choice
+
+
+# --- Context builders: each app registers its own from AppConfig.ready() ------------------------
+
+def test_a_kind_that_needs_a_context_builder_and_has_none_fails_with_a_clear_error():
+    log = EmailLog.objects.create(kind=EmailLog.Kind.WELCOME, to_email="maria@example.com", subject="Welcome")
+    with mock.patch.dict(emails.CONTEXT_BUILDERS):
+        del emails.CONTEXT_BUILDERS[EmailLog.Kind.WELCOME]
+        with pytest.raises(ImproperlyConfigured, match=r"'welcome' needs a context builder .*context_builder_register\(\)"):
+            emails.email_render(log)
+
+
+def test_a_context_builder_for_a_kind_that_does_not_exist_is_refused():
+    with mock.patch.dict(emails.CONTEXT_BUILDERS), pytest.raises(ValueError, match="'welcom'.* not an EmailLog kind"):
+        emails.context_builder_register("welcom", lambda log: {})
+
+
+def test_each_app_registers_the_builders_of_its_own_kinds():
+    owners = {kind: emails.CONTEXT_BUILDERS[kind].__module__ for kind in emails.KINDS_NEEDING_CONTEXT_BUILDER}
+    assert owners == {
+        EmailLog.Kind.WELCOME: "customers.emails",
+        EmailLog.Kind.PASSWORD_RESET: "customers.emails",
+        EmailLog.Kind.VERIFY_EMAIL: "customers.emails",
+        EmailLog.Kind.RECOVERY_REMINDER: "checkout.email_context_builders",
+    }
+
+
+def test_a_registered_builder_gives_its_context_when_the_email_is_sent():
+    log = EmailLog.objects.create(kind=EmailLog.Kind.STAFF_ALERT, to_email="ops@example.com", subject="x", context={"body": "b"})
+    with mock.patch.dict(emails.CONTEXT_BUILDERS):
+        emails.context_builder_register(EmailLog.Kind.STAFF_ALERT, lambda log: {"body": f"made at send time for {log.pk}"})
+        message = emails.email_render(log)
+    assert f"made at send time for {log.pk}" in message.body
+    assert EmailLog.Kind.STAFF_ALERT not in emails.CONTEXT_BUILDERS  # staff alerts need none

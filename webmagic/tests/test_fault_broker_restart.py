@@ -34,7 +34,7 @@ from webmagic.emails import email_queue
 n = 0
 while not Path(os.environ["STOP_FILE"]).exists():
     with transaction.atomic():
-        email_queue(kind="staff_alert", to_email="staff@webmagic.test", subject=f"{os.environ['SUBJECT']} {n}", context={"body": "x"})
+        email_queue(kind="staff_alert", to_email="staff@webmagic.test", context={"subject": f"{os.environ['SUBJECT']} {n}", "body": "x"})
     n += 1
     time.sleep(0.2)
 print("enqueued", n, flush=True)
@@ -122,7 +122,7 @@ ENQUEUE_ONE_EMAIL = """
 from django.db import transaction
 from webmagic.emails import email_queue
 with transaction.atomic():
-    email_queue(kind="staff_alert", to_email="staff@webmagic.test", subject="fault test: Redis hangs", context={"body": "x"})
+    email_queue(kind="staff_alert", to_email="staff@webmagic.test", context={"subject": "fault test: Redis hangs", "body": "x"})
 print("request done", flush=True)
 """
 

@@ -96,8 +96,7 @@ def test_a_worker_killed_while_the_provider_holds_an_email_delivers_it_exactly_o
         worker = live.worker(env)
         enqueue(live, env, (
             "from webmagic.emails import email_queue\n"
-            f"email_queue(kind='receipt', to_email='{BUYER}', subject='Your receipt for Café Antigua', "
-            "context={'business_name': 'Café Antigua'})"
+            f"email_queue(kind='receipt', to_email='{BUYER}', context={{'site_name': 'Café Antigua', 'amount': '$495'}})"
         ))
         live.wait_until(brevo.held.is_set, timeout=60, alive=(worker,), what="the worker to be waiting on Brevo")
         log = EmailLog.objects.get()
@@ -114,7 +113,7 @@ def test_a_worker_killed_while_the_provider_holds_an_email_delivers_it_exactly_o
     assert len(brevo.requests) == 2  # the dead attempt and the one that took over...
     assert {body["headers"]["idempotencyKey"] for _, _, body in brevo.requests} == {email_idempotency_key(log)}
     assert len(brevo.delivered) == 1  # ...and the buyer got one email
-    assert brevo.delivered[0]["to"] == [{"email": BUYER}] and brevo.delivered[0]["subject"] == "Your receipt for Café Antigua"
+    assert brevo.delivered[0]["to"] == [{"email": BUYER}] and brevo.delivered[0]["subject"] == "Your receipt: Café Antigua — $495"
 
 
 @pytest.mark.parametrize("which", ["child", "worker"])
