@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, Q, Value, When
@@ -68,8 +70,10 @@ class RefundInline(admin.TabularInline):
     fk_name = "payment"
     extra = 0
     can_delete = False
-    fields = readonly_fields = ["recurrente_refund_id", "status", "source", "customer_refunded_amount", "requested_by",
-                                "created_at", "finalized_at"]
+    # list is invariant: mypy types `fields` as Django's wider field-groups list, not list[str].
+    fields = readonly_fields = [  # type: ignore[assignment]
+        "recurrente_refund_id", "status", "source", "customer_refunded_amount", "requested_by", "created_at", "finalized_at",
+    ]
 
     def has_add_permission(self, request, obj=None):
         return False  # refunds are requested with the action, or recorded from the dashboard
@@ -242,7 +246,8 @@ class RefundAdmin(NeverDeleted, admin.ModelAdmin):
                 form.add_error(None, str(exc))
             else:
                 self.message_user(request, f"Recorded {refund.recurrente_refund_id} ({refund.get_status_display().lower()}) "
-                                           f"for {refund.payment.recurrente_payment_id}.", messages.SUCCESS)
+                                           # cast: a refund recorded from the dashboard names its payment.
+                                           f"for {cast(Payment, refund.payment).recurrente_payment_id}.", messages.SUCCESS)
                 return redirect("admin:checkout_refund_changelist")
         context = {**self.admin_site.each_context(request), "title": "Record a refund made in Recurrente's dashboard",
                    "form": form, "opts": self.model._meta}

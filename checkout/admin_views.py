@@ -1,6 +1,7 @@
 """Staff pages inside Django admin that are not a model's changelist."""
 
 from datetime import datetime, time, timedelta
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -17,8 +18,9 @@ class FunnelRangeForm(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        # cast: Form.clean() returns cleaned_data (the stubs allow None for overrides that return nothing).
+        cleaned = cast(dict[str, Any], super().clean())
         today = timezone.localdate()
         end = cleaned.get("end") or today
         start = cleaned.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)

@@ -51,7 +51,8 @@ class PasswordResetRequestForm(PasswordResetForm):
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True, "inputmode": "email"}),
     )
 
-    def save(self, **kwargs):
+    # Deliberately not Django's signature (type: ignore[override]): none of its mail options apply.
+    def save(self, **kwargs):  # type: ignore[override]
         # Never Django's save(): it looks the account up during the request (see the service).
         return services.password_reset_request(email=self.cleaned_data["email"])
 

@@ -8,7 +8,7 @@ def normalize_email_address(email: str) -> str:
     return (email or "").strip().lower()
 
 
-class CustomerUserManager(BaseUserManager):
+class CustomerUserManager(BaseUserManager["CustomerUser"]):
     use_in_migrations = True
 
     def get_by_natural_key(self, username):

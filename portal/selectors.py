@@ -5,6 +5,7 @@ not found (the views answer 404, never 403, so ids cannot be probed)."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Prefetch
 from django.urls import NoReverseMatch, reverse
@@ -14,6 +15,14 @@ from customers.models import CustomerUser
 from sites.models import Site, SiteVersion
 from webmagic.money import format_usd
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class NewestSubscriptionsFirst(TypedDict):
+        """What _owned_sites' prefetch adds to each site."""
+
+        subscriptions_newest_first: list[Subscription]
+
 # Subscription states in which Recurrente is charging (the site is live).
 CHARGING = (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
 STOPPED = (Subscription.Status.PAUSED, Subscription.Status.CANCELLED)
@@ -21,7 +30,7 @@ STOPPED = (Subscription.Status.PAUSED, Subscription.Status.CANCELLED)
 PAST_DUE_MESSAGE = "We couldn't charge your card; Recurrente will retry for a few days — your site stays live meanwhile."
 CONFIRMING_MESSAGE = "We're confirming your hosting payment…"
 
-SITE_STATUS_LABELS = {
+SITE_STATUS_LABELS: dict[str, str] = {
     Site.Status.PREVIEW: "Preview",
     Site.Status.OWNED: "Yours · not online yet",
     Site.Status.ACTIVE: "Live",
@@ -148,7 +157,7 @@ def _owned_sites(user: CustomerUser):
     )
 
 
-def _portal_site(site: Site, *, confirming: bool = False) -> PortalSite:
+def _portal_site(site: "WithAnnotations[Site, NewestSubscriptionsFirst]", *, confirming: bool = False) -> PortalSite:
     subscription = site.subscriptions_newest_first[0] if site.subscriptions_newest_first else None
     hosting = hosting_state(site=site, subscription=subscription, confirming=confirming)
     return PortalSite(site=site, subscription=subscription, hosting=hosting)

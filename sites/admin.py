@@ -1,3 +1,6 @@
+import uuid
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -44,7 +47,8 @@ class SiteVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["number", "is_current", "note", "created_at", "make_current"]
-    readonly_fields = fields
+    # list is invariant: mypy types `fields` as Django's wider field-groups list, not list[str].
+    readonly_fields = fields  # type: ignore[assignment]
     ordering = ["-number"]
 
     def get_queryset(self, request):
@@ -142,13 +146,15 @@ class SiteAdmin(MoneyRecordsProtect, admin.ModelAdmin):
         site = self._site_for_change(request, site_id)
         form = TransferOwnershipForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            # cast: a valid form found the new owner (clean_email refuses an unknown address).
+            new_owner = cast(CustomerUser, form.new_owner)
             try:
-                services.site_ownership_transfer(site_id=site.pk, new_owner_id=form.new_owner.pk, staff_user=request.user)
+                services.site_ownership_transfer(site_id=site.pk, new_owner_id=new_owner.pk, staff_user=request.user)
             except services.TransferRefused as exc:
                 self.message_user(request, f"Not transferred: {exc}", messages.ERROR)
             else:
                 self.message_user(
-                    request, f"{site.slug} now belongs to {form.new_owner.email} (was {site.owner.email if site.owner else 'nobody'}).",
+                    request, f"{site.slug} now belongs to {new_owner.email} (was {site.owner.email if site.owner else 'nobody'}).",
                     messages.SUCCESS,
                 )
                 return self._back_to_site(site)
@@ -197,7 +203,7 @@ class SiteVersionAdmin(admin.ModelAdmin):
     @admin.action(description="Make the selected version current (roll back)", permissions=["publish"])
     def make_current(self, request, queryset):
         versions = list(queryset.select_related("site").defer("html").order_by("site_id", "-number"))
-        per_site = {}
+        per_site: dict[uuid.UUID, list[SiteVersion]] = {}
         for version in versions:
             per_site.setdefault(version.site_id, []).append(version)
         for site_versions in per_site.values():
@@ -228,15 +234,17 @@ class EditRequestAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.initial_status = self.instance.status
         allowed = services.EDIT_REQUEST_TRANSITIONS.get(self.initial_status, frozenset())
-        self.fields["status"].choices = [
+        # cast: the model field has choices, so its form field is a ChoiceField.
+        cast(forms.ChoiceField, self.fields["status"]).choices = [
             (value, label) for value, label in EditRequest.Status.choices if value == self.initial_status or value in allowed
         ]
         self.fields["status"].error_messages["invalid_choice"] = (
             f"A request that is {self.instance.get_status_display().lower()} can't move to that status."
         )
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        # cast: ModelForm.clean() returns cleaned_data (the stubs allow None for overrides that return nothing).
+        cleaned = cast(dict[str, Any], super().clean())
         status, note = cleaned.get("status"), (cleaned.get("staff_note") or "").strip()
         if status == EditRequest.Status.REJECTED and status != self.initial_status and not note:
             self.add_error("staff_note", "Say why the request is rejected: the owner reads the note.")

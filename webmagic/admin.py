@@ -25,7 +25,8 @@ class MoneyRecordsProtect:
     protected_delete_hint = ""
 
     def get_deleted_objects(self, objs, request):
-        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # A mixin for ModelAdmin subclasses: the ModelAdmin after it in the MRO answers this call.
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)  # type: ignore[misc]
         if protected:
             # Still refused: Django's delete views never delete while anything is protected.
             perms_needed = set()

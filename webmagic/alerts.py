@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import cast
 
 import requests
 from django.conf import settings
@@ -275,7 +276,8 @@ def alert_worker_heartbeat(*, now: datetime) -> Alert | None:
         seen = "No worker has ever run the heartbeat task. On a brand-new deployment this clears a minute after " \
                "the worker and beat start."
     else:
-        minutes = int((now - beat_at).total_seconds() // 60)
+        # cast: the state is "stale" here, so a heartbeat was recorded.
+        minutes = int((now - cast(datetime, beat_at)).total_seconds() // 60)
         subject = f"Worker heartbeat is {minutes} minutes old"
         seen = f"The last worker heartbeat was at {beat_at:%Y-%m-%d %H:%M} UTC ({minutes} minutes ago; alert over " \
                f"{int(HEARTBEAT_STALE_AFTER.total_seconds() // 60)})."

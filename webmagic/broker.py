@@ -24,7 +24,8 @@ class RedisChannel(kombu_redis.Channel):
     def _connparams(self, asynchronous=False):
         if self.connection.client is None:
             raise RedisConnectionError("the broker connection was closed after a connection loss")
-        return super()._connparams(asynchronous=asynchronous)
+        # kombu-stubs leave out kombu's private _connparams, which this method extends.
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
 
 class RedisTransport(kombu_redis.Transport):

@@ -109,7 +109,9 @@ class ThrottledAdminEmailHandler(AdminEmailHandler):
     def _admit(self, fingerprint: tuple) -> int | None:
         """None when this record must not be mailed; else how many like it were held back."""
         now = self.clock()
-        with self.lock:  # the handler's own lock: requests on several threads share one handler
+        # The handler's own lock: requests on several threads share one handler. Handler.__init__
+        # always creates it (createLock); the stubs allow None for handlers that never call it.
+        with self.lock:  # type: ignore[union-attr]
             while self._mailed_at and now - self._mailed_at[0] >= 3600:
                 self._mailed_at.popleft()
             last = self._last_mailed.get(fingerprint)

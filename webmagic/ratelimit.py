@@ -76,5 +76,5 @@ def cache_down_response(request, *, unavailable_action: str):
     # Django logs every 5xx at ERROR, which mails ADMINS once per refused request for as long as
     # the outage lasts. The warning above is the log line; /healthz/ reports the cache to the
     # monitor. Marked as logged the way Django's own log_response does.
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's private flag, not in the stubs
     return response

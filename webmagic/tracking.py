@@ -25,7 +25,7 @@ from .models import EmailLog, EmailSuppression
 logger = logging.getLogger(__name__)
 
 S = EmailLog.Status
-RANK = {S.QUEUED: 0, S.SENDING: 0, S.SENT: 1, S.FAILED: 1, S.DELIVERED: 2, S.OPENED: 3, S.CLICKED: 4}
+RANK: dict[str, int] = {S.QUEUED: 0, S.SENDING: 0, S.SENT: 1, S.FAILED: 1, S.DELIVERED: 2, S.OPENED: 3, S.CLICKED: 4}
 FINAL = {S.BOUNCED, S.COMPLAINED}
 
 # anymail event type -> (our status, the timestamp field it sets)

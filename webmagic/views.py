@@ -68,7 +68,7 @@ def healthz(request):
         # Django logs every 5xx at ERROR, which mails ADMINS on each poll (every minute while the
         # worker is down). The monitor reacts to the 503 itself, and staff hear once an hour
         # through the alerts above: mark the response logged (as Django's own log_response does).
-        response._has_been_logged = True
+        response._has_been_logged = True  # type: ignore[attr-defined]  # Django's private flag, not in the stubs
     return response
 
 

@@ -9,7 +9,7 @@ from webmagic.alerts import AlertResult, alerts_check
 def result_line(result: AlertResult) -> str:
     if result.error:
         return f"{result.rule}: ERROR {result.error} (the rule is broken; see the log)"
-    if not result.fired:
+    if result.alert is None:  # not fired
         return f"{result.rule}: ok"
     outcome = "delivered" if result.delivered else "suppressed (already alerted within the hour)"
     return f"{result.rule}: FIRED {result.alert.kind}, {outcome}: {result.alert.subject}"
