@@ -13,12 +13,14 @@ reminder's send-time context is in checkout/email_context_builders.py for the sa
 
 import logging
 from datetime import datetime
+from typing import cast
 
 from django.conf import settings
 from django.urls import reverse
 from django.utils import dateformat, timezone
 
 from checkout.models import CheckoutSession, Payment, Refund, Subscription
+from customers.models import CustomerUser
 from sites.models import Site
 from webmagic.emails import absolute_url, email_queue
 from webmagic.models import EmailLog
@@ -67,7 +69,7 @@ def refund_email_queue(*, payment: Payment, refund: Refund, to_email: str, amoun
     return email_queue(
         kind=EmailLog.Kind.REFUND, to_email=to_email,
         context={
-            "customer_name": payment.user.full_name if payment.user_id else "",
+            "customer_name": cast(CustomerUser, payment.user).full_name if payment.user_id else "",
             "site_name": site.business_name,
             "item": (f"Website: {site.business_name}" if payment.kind == Payment.Kind.PURCHASE
                      else f"Hosting for {site.business_name}"),
@@ -179,10 +181,11 @@ def payment_problem_email_queue(
 
 def hosting_nudge_email_queue(*, site: Site, portal_path: str) -> EmailLog | None:
     """One nudge per site to an owner who bought it and never started hosting."""
+    owner = cast(CustomerUser, site.owner)  # the nudge is only for owned sites
     return email_queue(
-        kind=EmailLog.Kind.HOSTING_NUDGE, to_email=site.owner.email, user=site.owner,
+        kind=EmailLog.Kind.HOSTING_NUDGE, to_email=owner.email, user=owner,
         context={
-            "customer_name": site.owner.full_name,
+            "customer_name": owner.full_name,
             "site_name": site.business_name,
             "monthly_price": format_usd(site.monthly_amount),
             "activate_url": absolute_url(portal_path),

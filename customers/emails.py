@@ -7,6 +7,7 @@ in CustomersConfig.ready()), and never written to the EmailLog.
 """
 
 import logging
+from typing import cast
 
 from django.urls import reverse
 from django.utils.encoding import force_bytes
@@ -29,7 +30,7 @@ def welcome_email_queue(
 ) -> EmailLog | None:
     """Queue the welcome email: after a purchase (naming the site bought), or a new
     set-your-password link staff resend. Its link is made when it is sent (welcome_context)."""
-    context = {"site_name": site_name, "site_url": site_url} if site_name else {}
+    context: dict[str, str | bool] = {"site_name": site_name, "site_url": site_url} if site_name else {}
     if resent_by_staff:
         context["resent_by_staff"] = True
     return email_queue(
@@ -42,7 +43,8 @@ def password_reset_email_queue(*, email: str) -> EmailLog:
     """One reset email for any address asked for: who it is for is found when it is sent
     (password_reset_context), see customers.services.password_reset_request. No dedupe key: each
     request is its own email."""
-    return email_queue(kind=EmailLog.Kind.PASSWORD_RESET, to_email=normalize_email_address(email))
+    # cast: email_queue answers None only for a dedupe key already used, and this one has none.
+    return cast(EmailLog, email_queue(kind=EmailLog.Kind.PASSWORD_RESET, to_email=normalize_email_address(email)))
 
 
 def verify_email_queue(*, user: CustomerUser) -> EmailLog | None:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
@@ -16,7 +18,7 @@ class CustomerUserManager(BaseUserManager["CustomerUser"]):
         # fold look-alikes such as "ſ" into "s" and let them dodge per-email rate limits.
         return self.get(email=normalize_email_address(username))
 
-    def create_user(self, email, password=None, **extra_fields):
+    def create_user(self, email: str, password: str | None = None, **extra_fields: Any) -> "CustomerUser":
         if not email:
             raise ValueError("An email address is required")
         user = self.model(email=normalize_email_address(email), **extra_fields)
@@ -27,7 +29,7 @@ class CustomerUserManager(BaseUserManager["CustomerUser"]):
         user.save(using=self._db)
         return user
 
-    def create_superuser(self, email, password=None, **extra_fields):
+    def create_superuser(self, email: str, password: str | None = None, **extra_fields: Any) -> "CustomerUser":
         extra_fields.update(is_staff=True, is_superuser=True, email_verified=True)
         return self.create_user(email, password, **extra_fields)
 

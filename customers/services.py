@@ -1,6 +1,7 @@
 import io
 import logging
 import zipfile
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import login, update_session_auth_hash
 from django.db import IntegrityError, transaction
@@ -15,6 +16,10 @@ from webmagic.models import EmailLog
 from . import emails
 from .models import CustomerUser, normalize_email_address
 from .tokens import set_password_token_generator
+
+if TYPE_CHECKING:
+    # Type-checking only: customers sits below sites, so it never imports it when running.
+    from sites.models import Site, SiteVersion
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +172,7 @@ You own this site: you may copy, change and host it wherever you like.
 """
 
 
-def site_archive_build(*, site, version) -> bytes:
+def site_archive_build(*, site: "Site", version: "SiteVersion") -> bytes:
     """A ZIP of the site's current version, built in memory (one HTML document is small)."""
     exported = timezone.now()
     stamp = timezone.localtime(version.created_at).timetuple()[:6]

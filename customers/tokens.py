@@ -12,6 +12,8 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_toke
 from django.utils.crypto import constant_time_compare
 from django.utils.http import base36_to_int
 
+from .models import CustomerUser
+
 SET_PASSWORD_TIMEOUT_SECONDS = 72 * 60 * 60
 VERIFY_EMAIL_TIMEOUT_SECONDS = 24 * 60 * 60
 
@@ -21,7 +23,7 @@ class _TimeoutTokenGenerator(PasswordResetTokenGenerator):
 
     timeout: int
 
-    def check_token(self, user, token):
+    def check_token(self, user: CustomerUser | None, token: str | None) -> bool:
         if not (user and token) or not isinstance(token, str) or len(token) > 100:
             return False
         try:

@@ -1,4 +1,5 @@
 import logging
+from typing import cast
 
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
@@ -20,6 +21,7 @@ from .forms import (
     PasswordResetRequestForm,
     ProfileForm,
 )
+from .models import CustomerUser
 from .ratelimits import login_limits, password_change_limits, password_reset_limits, verify_resend_limits
 from .tokens import password_reset_token_generator, verify_email_token_generator
 
@@ -55,6 +57,8 @@ def set_password(request, uidb64: str, token: str):
     session_token = request.session.get(SET_PASSWORD_SESSION_KEY)
     if not services.set_password_token_check(user=user, token=session_token):
         return _invalid_link(request, user)
+    # cast: the token checked out, so the link named an active account.
+    user = cast(CustomerUser, user)
 
     form = ChoosePasswordForm(user, request.POST or None)
     if request.method == "POST" and form.is_valid():

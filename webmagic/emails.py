@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import requests
 from django.conf import settings
@@ -27,6 +28,9 @@ from django.utils import timezone
 
 from .http import request_never_sent
 from .models import EmailLog
+
+if TYPE_CHECKING:
+    from django.template.backends.django import Template as DjangoTemplate
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ def header_flat(value) -> str:
 def email_subject_render(*, kind: str, context: dict) -> str:
     """The subject, from `emails/<kind>.subject.txt`: plain text, not HTML (a business called
     "Tom & Jerry's" keeps its "&"), on one line, cut to fit EmailLog.subject."""
-    template = get_template(f"emails/{kind}.subject.txt").template
+    # cast: our templates are the Django engine's, whose wrapper holds the engine's own Template.
+    template = cast("DjangoTemplate", get_template(f"emails/{kind}.subject.txt")).template
     subject = header_flat(template.render(Context(context, autoescape=False)))[:255]
     if not subject:
         raise ValueError(f"emails/{kind}.subject.txt rendered an empty subject")
@@ -321,7 +326,8 @@ def emails_send_again(*, log_ids) -> list[int]:
                 idempotency_key=uuid.uuid4(), updated_at=timezone.now(),
             )
         for log_id in ids:
-            transaction.on_commit(lambda log_id=log_id: send_email.delay(log_id), robust=True)
+            # mypy cannot infer a lambda whose default binds the loop variable (the default is the point).
+            transaction.on_commit(lambda log_id=log_id: send_email.delay(log_id), robust=True)  # type: ignore[misc]
     logger.info("staff re-queued %s failed email(s): %s", len(ids), ids[:20])
     return ids
 
