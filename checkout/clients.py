@@ -13,8 +13,11 @@ from .sandbox import SandboxClient
 
 _per_thread = threading.local()
 
+# What recurrente_client() answers: the two offer the same calls.
+RecurrenteApi = RecurrenteClient | SandboxClient
 
-def recurrente_client() -> RecurrenteClient | SandboxClient:
+
+def recurrente_client() -> RecurrenteApi:
     if settings.RECURRENTE_SANDBOX:
         return SandboxClient()
     config = (

@@ -12,19 +12,22 @@ locked; see subscriptions.py for why it is not a database constraint.
 """
 
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
+from typing import cast
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from checkout import emails
-from checkout.clients import recurrente_client
+from checkout.clients import RecurrenteApi, recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
 from checkout.recurrente import (
+    JsonObject,
     RecurrenteError,
     RecurrenteNotFound,
     RecurrenteNotSent,
@@ -32,6 +35,7 @@ from checkout.recurrente import (
     RecurrenteUnavailable,
     recurrente_time,
 )
+from customers.models import CustomerUser
 from sites.models import Site
 from webmagic.emails import email_alert_staff
 from webmagic.models import EmailSuppression
@@ -86,7 +90,7 @@ class HostingCancelUnconfirmed(Exception):
 
 # --- Reads shared by the views -------------------------------------------------------------
 
-def subscription_open_for_site(*, site_id, now=None) -> Subscription | None:
+def subscription_open_for_site(*, site_id: uuid.UUID, now: datetime | None = None) -> Subscription | None:
     now = now or timezone.now()
     ended = Q(cancel_requested_at__isnull=False, current_period_end__lte=now)
     return (
@@ -95,7 +99,7 @@ def subscription_open_for_site(*, site_id, now=None) -> Subscription | None:
     )
 
 
-def subscription_cancellable_for_site(*, site_id) -> Subscription | None:
+def subscription_cancellable_for_site(*, site_id: uuid.UUID) -> Subscription | None:
     """The subscription "Cancel hosting" would cancel: the newest one still billing."""
     return (
         Subscription.objects.filter(site_id=site_id, status__in=CANCELLABLE_STATUSES, cancel_requested_at__isnull=True)
@@ -105,7 +109,7 @@ def subscription_cancellable_for_site(*, site_id) -> Subscription | None:
 
 # --- Start -----------------------------------------------------------------------------------
 
-def hosting_checkout_start(*, site_id, user) -> CheckoutSession:
+def hosting_checkout_start(*, site_id: uuid.UUID, user: CustomerUser) -> CheckoutSession:
     """A CheckoutSession with a Recurrente checkout URL for this site's hosting, reusing an open
     one. Raises HostingNotOwner, HostingRefused, or CheckoutUnavailable when Recurrente fails."""
 
@@ -123,7 +127,7 @@ def hosting_checkout_start(*, site_id, user) -> CheckoutSession:
             logger.info("site %s already has open subscription %s", site.pk, open_subscription.recurrente_subscription_id)
             raise HostingRefused("This site already has a hosting subscription; it will be live as soon as it is confirmed.")
 
-    def recent(site: Site):
+    def recent(site: Site) -> QuerySet[CheckoutSession]:
         return CheckoutSession.objects.filter(
             site_id=site.pk, kind=CheckoutSession.Kind.SUBSCRIPTION, created_at__gte=timezone.now() - checkout_lifetime(),
         )
@@ -140,7 +144,7 @@ def hosting_checkout_start(*, site_id, user) -> CheckoutSession:
     ))
 
 
-def hosting_checkout_payload(session: CheckoutSession) -> dict:
+def hosting_checkout_payload(session: CheckoutSession) -> JsonObject:
     """POST /checkouts for hosting: one recurring item only (never mixed with a one-time item:
     Recurrente fails such checkouts at payment time)."""
     site = session.site
@@ -159,7 +163,7 @@ def hosting_checkout_payload(session: CheckoutSession) -> dict:
     # keys may send no webhook) before showing the portal's "confirming" notice.
     returned = settings.SITE_URL + reverse("hosting:returned", kwargs={"slug": site.slug})
     extra = {}
-    customer_id = session.user.recurrente_customer_id if session.user_id else ""
+    customer_id = cast(CustomerUser, session.user).recurrente_customer_id if session.user_id else ""
     if customer_id:
         extra["user_id"] = customer_id  # pre-fills the buyer on Recurrente's page
     return checkout_payload(
@@ -169,7 +173,7 @@ def hosting_checkout_payload(session: CheckoutSession) -> dict:
 
 # --- Cancel ----------------------------------------------------------------------------------
 
-def hosting_cancel(*, site_id, user) -> Subscription:
+def hosting_cancel(*, site_id: uuid.UUID, user: CustomerUser) -> Subscription:
     """Cancel the site's subscription at Recurrente; the site stays live until the paid period
     ends (subscription_periods_end suspends it then). Raises HostingNotOwner, HostingRefused,
     HostingCancelFailed (Recurrente certainly did not cancel: nothing changed) or
@@ -199,7 +203,7 @@ def hosting_cancel(*, site_id, user) -> Subscription:
     return _cancellation_record(site_id=site.pk, subscription_id=subscription.pk, user=user, period_end=period_end)
 
 
-def _period_end_read(*, client, su_id: str):
+def _period_end_read(*, client: RecurrenteApi, su_id: str) -> datetime | None:
     try:
         return recurrente_time(client.get_subscription(su_id).get("current_period_end"))
     except RecurrenteError as exc:
@@ -207,7 +211,7 @@ def _period_end_read(*, client, su_id: str):
         return None
 
 
-def _cancel_failure_resolve(*, client, subscription: Subscription, site: Site, error: RecurrenteError) -> dict:
+def _cancel_failure_resolve(*, client: RecurrenteApi, subscription: Subscription, site: Site, error: RecurrenteError) -> JsonObject:
     """The DELETE failed. Returns Recurrente's subscription when reading it back shows it cancelled
     (an unclear answer that did cancel, or a second DELETE of a subscription already cancelled),
     to be recorded like a successful DELETE. Otherwise raises HostingCancelFailed when the DELETE
@@ -235,7 +239,7 @@ def _cancel_failure_resolve(*, client, subscription: Subscription, site: Site, e
     raise _cancel_unconfirmed(subscription=subscription, site=site, error=error, read_back=read_back) from error
 
 
-def _subscription_read_back(*, client, su_id: str) -> tuple[dict | None, str]:
+def _subscription_read_back(*, client: RecurrenteApi, su_id: str) -> tuple[JsonObject | None, str]:
     """Recurrente's subscription, read once with a short timeout (the owner already waited on the
     DELETE), and a few words for staff on what the read found."""
     try:
@@ -247,7 +251,7 @@ def _subscription_read_back(*, client, su_id: str) -> tuple[dict | None, str]:
     return details, f"reading it back right after showed it {status}, with no cancellation"
 
 
-def _subscription_shows_cancellation(details: dict, *, su_id: str) -> bool:
+def _subscription_shows_cancellation(details: JsonObject, *, su_id: str) -> bool:
     """Does Recurrente's answer about this subscription show it cancelled? Its status
     `cancelled`, or a `cancel_at_period_end` flag (unverified shape; harmless if never sent). A
     plain `active` does not: Recurrente may show a cancelled subscription as active until its
@@ -262,7 +266,7 @@ def _cancel_unconfirmed(*, subscription: Subscription, site: Site, error: Recurr
     is returned. The owner is asked to try again, which is safe (see UNCONFIRMED_HOW_TO)."""
     su_id = subscription.recurrente_subscription_id
     now = timezone.now()
-    owner = site.owner.email if site.owner_id else "no owner"
+    owner = cast(CustomerUser, site.owner).email if site.owner_id else "no owner"
     # Due on the reconciler's next pass (it reads the never-read first) rather than up to a day later.
     Subscription.objects.filter(pk=subscription.pk).update(last_reconciled_at=None)
     email_alert_staff(
@@ -286,7 +290,9 @@ def _error_text(error: RecurrenteError) -> str:
     return f"{error}" + (f" (HTTP {error.status})" if error.status else "")
 
 
-def _cancellation_record(*, site_id, subscription_id, user, period_end) -> Subscription:
+def _cancellation_record(
+    *, site_id: uuid.UUID, subscription_id: int, user: CustomerUser, period_end: datetime | None,
+) -> Subscription:
     """Recurrente cancelled the subscription: the portal's record of it (once, whatever races)."""
     now = timezone.now()
     with transaction.atomic():
@@ -310,7 +316,7 @@ def _cancellation_record(*, site_id, subscription_id, user, period_end) -> Subsc
     return subscription
 
 
-def _period_end_estimate(*, subscription: Subscription, now):
+def _period_end_estimate(*, subscription: Subscription, now: datetime) -> datetime:
     """No period from Recurrente: one month after the last hosting payment, else now."""
     last_paid = subscription.payments.filter(status=Payment.Status.SUCCEEDED).order_by("-paid_at").values_list("paid_at", flat=True).first()
     if last_paid is None:
@@ -320,7 +326,7 @@ def _period_end_estimate(*, subscription: Subscription, now):
 
 # --- Nudge -----------------------------------------------------------------------------------
 
-def hosting_nudges_send(*, now=None, limit: int = 200) -> int:
+def hosting_nudges_send(*, now: datetime | None = None, limit: int = 200) -> int:
     """Owners who paid for a site 24 hours ago and never started hosting get one email. Each site
     is claimed with a conditional UPDATE (hosting_nudge_sent_at from NULL) in the transaction
     that queues its email, so two overlapping runs nudge it once; the email's dedupe key says the
@@ -343,7 +349,8 @@ def hosting_nudges_send(*, now=None, limit: int = 200) -> int:
             site = Site.objects.select_related("owner").get(pk=site_id)
             if Subscription.objects.filter(site_id=site_id).exists():
                 continue  # hosting started since the scan: claimed, nothing to say
-            if EmailSuppression.objects.filter(email=site.owner.email.lower()).exists():
+            # cast: only owned sites are due (owner__isnull=False above).
+            if EmailSuppression.objects.filter(email=cast(CustomerUser, site.owner).email.lower()).exists():
                 logger.info("site %s: owner unsubscribed from reminders; no hosting nudge", site_id)
                 continue
             log = emails.hosting_nudge_email_queue(site=site, portal_path=portal_site_path(site.slug))

@@ -8,6 +8,7 @@ workers all end in one `Payment` row.
 
 import logging
 from datetime import datetime
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +17,7 @@ from checkout import emails
 from checkout.ledger import Outcome, PaymentConfirmation, checkout_session_complete, payment_row_create
 from checkout.models import CheckoutSession, Payment
 from customers import emails as customer_emails
-from customers.models import normalize_email_address
+from customers.models import CustomerUser, normalize_email_address
 from customers.services import customer_get_or_create_for_purchase
 from sites.models import Site
 from sites.services import site_sell
@@ -90,7 +91,7 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
 def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmation: PaymentConfirmation) -> Outcome:
     """Money was taken for a site that is no longer for sale: never a second owner. The payment
     is flagged for refund, staff are told, and the session completes (the buyer did pay)."""
-    same_buyer = bool(site.owner_id) and site.owner.email.lower() == (session.customer_email or "").lower()
+    same_buyer = bool(site.owner_id) and cast(CustomerUser, site.owner).email.lower() == (session.customer_email or "").lower()
     reason = "buyer already owns this site (paid twice)" if same_buyer else "site already sold to another customer"
     payment = payment_row_create(
         confirmation=confirmation, kind=Payment.Kind.PURCHASE, site=site, session=session,
@@ -113,7 +114,7 @@ def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmat
     return Outcome.NEEDS_REFUND
 
 
-def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Payment, user) -> None:
+def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Payment, user: CustomerUser) -> None:
     """Queued inside the fulfilment transaction, sent after it commits (webmagic.emails)."""
     if not user.has_usable_password():
         # A new account, or one that never chose a password: it needs the set-password link.

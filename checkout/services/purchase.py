@@ -1,13 +1,16 @@
 """Starting a purchase: our CheckoutSession first, then Recurrente's hosted checkout (sessions.py)."""
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
 from checkout.models import CheckoutSession
+from checkout.recurrente import JsonObject
 from sites.models import Site
 from webmagic.money import to_cents
 
@@ -27,7 +30,7 @@ class RequestContext:
     referrer: str
 
 
-def purchase_start(*, site_id, full_name: str, email: str, request_context: RequestContext) -> CheckoutSession:
+def purchase_start(*, site_id: uuid.UUID, full_name: str, email: str, request_context: RequestContext) -> CheckoutSession:
     """Return a session with a Recurrente checkout URL for this buyer, reusing an open one.
     Raises SiteNotForSale or CheckoutUnavailable."""
 
@@ -35,7 +38,7 @@ def purchase_start(*, site_id, full_name: str, email: str, request_context: Requ
         if not site.is_for_sale:
             raise SiteNotForSale(site.slug)
 
-    def recent(site: Site):
+    def recent(site: Site) -> QuerySet[CheckoutSession]:
         # An open session is reused as it is: its stored name is never changed here. This form is
         # unauthenticated and anyone can type someone else's email: letting the latest submission
         # rename the open checkout would let a stranger choose the name our reminder greets the
@@ -59,7 +62,9 @@ def purchase_start(*, site_id, full_name: str, email: str, request_context: Requ
     ))
 
 
-def checkout_payload(*, session: CheckoutSession, item: dict, success_url: str, cancel_url: str, extra: dict | None = None) -> dict:
+def checkout_payload(
+    *, session: CheckoutSession, item: JsonObject, success_url: str, cancel_url: str, extra: JsonObject | None = None,
+) -> JsonObject:
     """The POST /checkouts body. Metadata values must be strings (Recurrente rejects others)."""
     payload = {
         "items": [item],
@@ -77,7 +82,7 @@ def checkout_payload(*, session: CheckoutSession, item: dict, success_url: str, 
     return payload
 
 
-def purchase_payload(session: CheckoutSession) -> dict:
+def purchase_payload(session: CheckoutSession) -> JsonObject:
     site = session.site
     item = {
         "name": f"Website — {site.business_name}"[:200],

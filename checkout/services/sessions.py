@@ -11,6 +11,7 @@ Recurrente checkout.
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession
-from checkout.recurrente import RecurrenteError
+from checkout.recurrente import JsonObject, RecurrenteError
 from sites.models import Site
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ WAIT_POLL_SECONDS = 0.2
 class CheckoutUnavailable(Exception):
     """Recurrente could not create the checkout; the session (the lead) is kept."""
 
-    def __init__(self, session: CheckoutSession):
+    def __init__(self, session: CheckoutSession) -> None:
         super().__init__(f"checkout unavailable for session {session.pk}")
         self.session = session
 
@@ -57,7 +58,7 @@ class SessionOpening:
     # Write the new `initiated` session (the site is locked).
     new_session: Callable[[Site], CheckoutSession]
     # The POST /checkouts body for a session.
-    payload: Callable[[CheckoutSession], dict]
+    payload: Callable[[CheckoutSession], JsonObject]
     # Statuses in which a session's checkout is still payable and is handed out again.
     reusable_statuses: tuple[str, ...] = (CheckoutSession.Status.CHECKOUT_CREATED,)
     # Retry an `initiated` session whose creation failed, rather than start a new one (a recovery
@@ -65,7 +66,7 @@ class SessionOpening:
     retry_failed: bool = False
 
 
-def checkout_session_open(*, site_id, opening: SessionOpening) -> CheckoutSession:
+def checkout_session_open(*, site_id: uuid.UUID, opening: SessionOpening) -> CheckoutSession:
     """A session with a Recurrente checkout URL, reusing an open one. Raises what
     `opening.site_check` raises, or CheckoutUnavailable when Recurrente fails."""
     session, reused = _session_open_or_create(site_id=site_id, opening=opening)
@@ -75,7 +76,7 @@ def checkout_session_open(*, site_id, opening: SessionOpening) -> CheckoutSessio
     return checkout_create(session_id=session.pk, payload_builder=opening.payload)
 
 
-def _session_open_or_create(*, site_id, opening: SessionOpening) -> tuple[CheckoutSession, bool]:
+def _session_open_or_create(*, site_id: uuid.UUID, opening: SessionOpening) -> tuple[CheckoutSession, bool]:
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
         opening.site_check(site)
@@ -100,7 +101,7 @@ def _call_deadline() -> timedelta:
     return timedelta(seconds=sum(settings.RECURRENTE_TIMEOUT) + 5)
 
 
-def _creation_claim(session_id) -> bool:
+def _creation_claim(session_id: uuid.UUID) -> bool:
     now = timezone.now()
     unclaimed = Q(checkout_requested_at__isnull=True) | Q(checkout_requested_at__lt=now - _call_deadline())
     return bool(
@@ -114,7 +115,7 @@ def _checkout_url_trusted(url: str) -> bool:
     return url.startswith(origin.rstrip("/") + "/")
 
 
-def checkout_create(*, session_id, payload_builder: Callable[[CheckoutSession], dict]) -> CheckoutSession:
+def checkout_create(*, session_id: uuid.UUID, payload_builder: Callable[[CheckoutSession], JsonObject]) -> CheckoutSession:
     """Create the Recurrente checkout for an `initiated` session and store its id and URL.
 
     Creating a checkout is not idempotent at Recurrente, so it is never retried automatically;

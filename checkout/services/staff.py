@@ -2,8 +2,10 @@
 both follow the same rules."""
 
 import logging
+from typing import cast
 
 from checkout.models import Subscription
+from customers.models import CustomerUser
 
 from .hosting import HostingCancelFailed, HostingRefused, hosting_cancel, subscription_cancellable_for_site
 
@@ -14,7 +16,7 @@ class StaffActionRefused(Exception):
     """The action does not apply to this row; the message is for staff."""
 
 
-def subscription_cancel_by_staff(*, subscription_id: int, staff_user) -> Subscription:
+def subscription_cancel_by_staff(*, subscription_id: int, staff_user: CustomerUser) -> Subscription:
     """Cancel a hosting subscription at Recurrente (DELETE /subscriptions/{id}) exactly as the
     owner's "Cancel hosting" does: the site stays live until the paid period ends.
 
@@ -37,7 +39,7 @@ def subscription_cancel_by_staff(*, subscription_id: int, staff_user) -> Subscri
             "nothing to cancel."
         )
     try:
-        cancelled = hosting_cancel(site_id=site.pk, user=site.owner)
+        cancelled = hosting_cancel(site_id=site.pk, user=cast(CustomerUser, site.owner))  # it has one (checked above)
     except HostingRefused as exc:
         raise StaffActionRefused(f"{su_id}: {exc}") from exc
     logger.info("subscription %s cancelled by staff %s (site %s)", cancelled.pk, getattr(staff_user, "pk", None), site.pk)
