@@ -22,6 +22,7 @@ second subscription from our own portal is prevented in checkout/services/hostin
 
 import logging
 from datetime import datetime
+from typing import cast
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
@@ -40,7 +41,8 @@ from checkout.ledger import (
     payment_row_create,
 )
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound, recurrente_time
+from checkout.recurrente import JsonObject, RecurrenteError, RecurrenteNotFound, recurrente_time
+from customers.models import CustomerUser
 from sites.models import Site
 from sites.services import site_activate, site_suspend
 from webmagic.emails import email_alert_staff
@@ -74,10 +76,11 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
             f"payment {confirmation.payment_id}: neither checkout {confirmation.checkout_id or '(none)'} "
             f"nor subscription {confirmation.subscription_id} is known"
         )
-    site_id = subscription.site_id if subscription else session.site_id
+    # cast (here and below): with no session there is a subscription (refused above otherwise).
+    site_id = subscription.site_id if subscription else cast(CheckoutSession, session).site_id
     renewal = subscription is not None and _is_renewal(subscription=subscription, session=session)
     # Asked before any row is locked (never hold a lock during an HTTP call).
-    period_end = _renewal_period_end_fetch(subscription=subscription) if renewal else None
+    period_end = _renewal_period_end_fetch(subscription=cast(Subscription, subscription)) if renewal else None
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)  # same lock order as purchases
         if Payment.objects.filter(recurrente_payment_id=confirmation.payment_id).exists():
@@ -91,8 +94,8 @@ def subscription_payment_record(*, confirmation: PaymentConfirmation, session: C
         else:
             logger.warning("hosting payment %s names no subscription; waiting for subscription.create", confirmation.payment_id)
 
-        expected_amount = session.amount if session else subscription.amount
-        expected_currency = session.currency if session else subscription.currency
+        expected_amount = session.amount if session else cast(Subscription, subscription).amount
+        expected_currency = session.currency if session else cast(Subscription, subscription).currency
         mismatch = (
             confirmation.amount_cents != to_cents(expected_amount)
             or confirmation.currency.upper() != expected_currency.upper()
@@ -153,7 +156,7 @@ def subscription_status_record(
     (`reactivate`, `unpause`), which ends an older cancellation."""
     subscription = Subscription.objects.filter(recurrente_subscription_id=subscription_id).first()
     session = None
-    details: dict = {}
+    details: JsonObject = {}
     if subscription is None:
         session, details = _subscription_origin_find(subscription_id=subscription_id, payment_id=payment_id)
         if session is None:
@@ -161,11 +164,12 @@ def subscription_status_record(
         if API_STATUSES.get(str(details.get("status", ""))) == Subscription.Status.UNABLE_TO_START:
             # Recurrente already knows the first charge failed: never put the site live for it.
             status = Subscription.Status.UNABLE_TO_START
-    site_id = subscription.site_id if subscription else session.site_id
+    # cast (here and below): with no subscription there is a session (answered above otherwise).
+    site_id = subscription.site_id if subscription else cast(CheckoutSession, session).site_id
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
         if subscription is None:
-            session = CheckoutSession.objects.select_for_update().get(pk=session.pk)
+            session = CheckoutSession.objects.select_for_update().get(pk=cast(CheckoutSession, session).pk)
             subscription = _subscription_get_or_create(subscription_id=subscription_id, site=site, session=session)
         else:
             subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
@@ -263,7 +267,7 @@ def subscription_period_end_apply(*, subscription: Subscription, site: Site, now
 
 # --- Internals -----------------------------------------------------------------------------------
 
-def _subscription_origin_find(*, subscription_id: str, payment_id: str) -> tuple[CheckoutSession | None, dict]:
+def _subscription_origin_find(*, subscription_id: str, payment_id: str) -> tuple[CheckoutSession | None, JsonObject]:
     """Which of our hosting checkouts started this subscription. A payment we already recorded
     answers without a network call; otherwise Recurrente's API does (subscription.* events name
     no checkout)."""
@@ -279,7 +283,7 @@ def _subscription_origin_find(*, subscription_id: str, payment_id: str) -> tuple
     except RecurrenteNotFound:
         logger.warning("subscription %s: Recurrente does not know it; ignored", subscription_id)
         return None, {}
-    checkout = details.get("checkout") if isinstance(details.get("checkout"), dict) else {}
+    checkout = details["checkout"] if isinstance(details.get("checkout"), dict) else {}
     checkout_id = checkout.get("id") if isinstance(checkout.get("id"), str) else ""
     session = None
     if checkout_id:
@@ -309,7 +313,7 @@ def _subscription_get_or_create(*, subscription_id: str, site: Site, session: Ch
         return Subscription.objects.select_for_update().get(recurrente_subscription_id=subscription_id)
 
 
-def _subscription_fill_period(*, subscription: Subscription, details: dict) -> None:
+def _subscription_fill_period(*, subscription: Subscription, details: JsonObject) -> None:
     fields = []
     for name in ("current_period_start", "current_period_end"):
         value = details.get(name)
@@ -352,7 +356,8 @@ def _subscription_apply(
         subscription.last_event_at = event_at
         fields.append("last_event_at")
     if undone:
-        _cancellation_clear(subscription=subscription, status=status, event_at=event_at)
+        # cast: a cancellation is only undone by news with a time (_cancellation_undone).
+        _cancellation_clear(subscription=subscription, status=status, event_at=cast(datetime, event_at))
         fields += ["cancel_requested_at", "cancelled_at", "reactivated_at", "cancellation_inferred"]
     elif status == Subscription.Status.CANCELLED and subscription.cancellation_inferred:
         subscription.cancellation_inferred = False  # Recurrente confirmed what the period end assumed
@@ -522,7 +527,8 @@ def subscription_transfer_objection(site: Site) -> str | None:
     if not billing:
         return None
     return (
-        f"{site.slug} has hosting subscription {billing} billed to {site.owner.email}. Cancel it first "
+        # cast: a bought site has an owner (the site_sold_has_owner constraint), and only bought sites change hands.
+        f"{site.slug} has hosting subscription {billing} billed to {cast(CustomerUser, site.owner).email}. Cancel it first "
         "(the site stays live until the paid period ends); the new owner then starts their own hosting."
     )
 
