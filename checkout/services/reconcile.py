@@ -23,10 +23,12 @@ pass, since every further call would fail the same way.
 import enum
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from checkout.clients import recurrente_client
@@ -39,6 +41,7 @@ from checkout.models import (
     Subscription,
 )
 from checkout.recurrente import (
+    JsonObject,
     RecurrenteAuthError,
     RecurrenteError,
     RecurrenteNotFound,
@@ -92,7 +95,7 @@ class PassStopped(Exception):
 
 # --- One checkout ----------------------------------------------------------------------------
 
-def checkout_answer_apply(*, session: CheckoutSession, answer: dict) -> CheckResult:
+def checkout_answer_apply(*, session: CheckoutSession, answer: JsonObject) -> CheckResult:
     """Apply what `GET /checkouts/{id}` says about one of our sessions. Shared by the reconciler
     and the recovery scan's pre-send check. Raises PayloadError for a paid checkout we cannot read."""
     status = checkout_status_of(answer)
@@ -108,14 +111,16 @@ def checkout_answer_apply(*, session: CheckoutSession, answer: dict) -> CheckRes
         logger.warning("session %s: checkout %s was paid (%s) and no webhook had recorded it; recorded as %s",
                        session.pk, session.recurrente_checkout_id, confirmation.payment_id, outcome)
         return CheckResult.PAID
+    # cast (here and below): Recurrente answered about this session's checkout, so it has an id.
     if status == "payment_in_progress":
-        payments.checkout_payment_in_progress_record(checkout_id=session.recurrente_checkout_id)
+        payments.checkout_payment_in_progress_record(checkout_id=cast(str, session.recurrente_checkout_id))
         return CheckResult.IN_PROGRESS
     if status == "unpaid":
         if session.payment_in_progress_at:
             # The transfer we were waiting for did not arrive and the checkout is payable again.
             payments.checkout_payment_failure_record(
-                checkout_id=session.recurrente_checkout_id, reason="The bank transfer did not go through.", bank_transfer=True,
+                checkout_id=cast(str, session.recurrente_checkout_id), reason="The bank transfer did not go through.",
+                bank_transfer=True,
             )
         return CheckResult.UNPAID
     if status == "expired":
@@ -125,7 +130,7 @@ def checkout_answer_apply(*, session: CheckoutSession, answer: dict) -> CheckRes
     return CheckResult.ERROR
 
 
-def checkout_session_reconcile(*, session_id, now: datetime | None = None, nudge: bool = False) -> CheckResult:
+def checkout_session_reconcile(*, session_id: uuid.UUID | str, now: datetime | None = None, nudge: bool = False) -> CheckResult:
     """Ask Recurrente about one open session and apply the answer. The session is claimed with a
     conditional UPDATE first, so two passes (or a pass and a nudge) never ask about it at once.
     `nudge`: asked for by the success page, ahead of the schedule (at most every 15 s).
@@ -140,7 +145,8 @@ def checkout_session_reconcile(*, session_id, now: datetime | None = None, nudge
         return CheckResult.NOT_DUE
     session = CheckoutSession.objects.get(pk=session_id)
     try:
-        answer = recurrente_client().get_checkout(session.recurrente_checkout_id)
+        # cast: an open session has its checkout's id (the checkout_created_has_checkout_id constraint).
+        answer = recurrente_client().get_checkout(cast(str, session.recurrente_checkout_id))
     except RecurrenteNotFound:
         logger.warning("session %s: Recurrente does not know checkout %s; no longer asked", session.pk,
                        session.recurrente_checkout_id)
@@ -204,7 +210,7 @@ def _retry_at(*, session: CheckoutSession, now: datetime) -> datetime | None:
 
 
 def _schedule(*, session: CheckoutSession, now: datetime, next_at: datetime | None, counted: bool = True) -> None:
-    changes = {"next_reconcile_at": next_at, "updated_at": now}
+    changes: dict[str, object] = {"next_reconcile_at": next_at, "updated_at": now}
     if counted:
         changes["reconcile_checks"] = F("reconcile_checks") + 1
     CheckoutSession.objects.filter(pk=session.pk).update(**changes)
@@ -212,7 +218,7 @@ def _schedule(*, session: CheckoutSession, now: datetime, next_at: datetime | No
 
 # --- Subscriptions ---------------------------------------------------------------------------
 
-def subscriptions_reconcile(*, now: datetime, limit: int, stop_at: float, findings: list) -> tuple[int, int, int]:
+def subscriptions_reconcile(*, now: datetime, limit: int, stop_at: float, findings: list[str]) -> tuple[int, int, int]:
     """Read each live subscription from Recurrente at least daily and apply what changed.
     Returns (checked, changed, errors)."""
     checked = changed = errors = 0
@@ -255,7 +261,7 @@ def subscriptions_reconcile(*, now: datetime, limit: int, stop_at: float, findin
 @dataclass
 class ReconcileReport:
     run: ReconcileRun
-    results: dict = field(default_factory=dict)  # CheckResult -> count
+    results: dict[str, int] = field(default_factory=dict)  # CheckResult -> count
 
     def lines(self) -> list[str]:
         run = self.run
@@ -275,7 +281,7 @@ class ReconcileReport:
         return lines
 
 
-def reconcile_due_queryset(*, now: datetime):
+def reconcile_due_queryset(*, now: datetime) -> QuerySet[CheckoutSession]:
     """Open checkouts whose next look is due, oldest first. `status IN (…)` and `IS NOT NULL` are
     the partial index's own predicate, so PostgreSQL reads only open sessions."""
     return CheckoutSession.objects.filter(
@@ -283,7 +289,7 @@ def reconcile_due_queryset(*, now: datetime):
     ).order_by("next_reconcile_at")
 
 
-def reconcile_due_sessions(*, now: datetime, limit: int) -> list:
+def reconcile_due_sessions(*, now: datetime, limit: int) -> list[uuid.UUID]:
     return list(reconcile_due_queryset(now=now).values_list("pk", flat=True)[:limit])
 
 
