@@ -41,25 +41,27 @@ def receipt_email_queue(*, site: Site, session: CheckoutSession, payment: Paymen
         kind=EmailLog.Kind.RECEIPT, to_email=user.email,
         context={
             "customer_name": session.customer_name or user.full_name,
-            "item": f"Website: {site.business_name} (yours to keep)",
             "amount": format_money(payment.amount, payment.currency),
             "paid_on": dateformat.format(timezone.localtime(payment.paid_at), "F j, Y"),
-            "payment_method": _method_display(payment),
+            "paid_with": paid_with(payment),
+            "card_last4": payment.card_last4,
             "payment_reference": payment.recurrente_payment_id,
             "site_name": site.business_name,
             "site_url": site_page_url(site),
-            "portal_url": absolute_url("/portal/"),
-            "next_step": "Next step: activate hosting ($95/month) from your dashboard to put your site live.",
+            "portal_url": absolute_url(reverse("portal:dashboard")),
+            "hosting_price": format_usd(site.monthly_amount),
         },
         dedupe_key=f"receipt:{payment.recurrente_payment_id}", user=user, checkout_session=session,
     )
 
 
-def _method_display(payment: Payment) -> str:
+def paid_with(payment: Payment) -> str:
+    """How it was paid, as a code the templates word (emails/_paid_with.txt): card, bank_transfer
+    or "" when Recurrente did not say."""
     if payment.payment_method == "card" or payment.card_last4:
-        return f"Card ending {payment.card_last4}" if payment.card_last4 else "Card"
+        return "card"
     if payment.payment_method.startswith("bank_transfer"):
-        return "Bank transfer"
+        return "bank_transfer"
     return ""
 
 
@@ -71,8 +73,7 @@ def refund_email_queue(*, payment: Payment, refund: Refund, to_email: str, amoun
         context={
             "customer_name": cast(CustomerUser, payment.user).full_name if payment.user_id else "",
             "site_name": site.business_name,
-            "item": (f"Website: {site.business_name}" if payment.kind == Payment.Kind.PURCHASE
-                     else f"Hosting for {site.business_name}"),
+            "hosting": payment.kind != Payment.Kind.PURCHASE,
             "amount": amount,
             "refunded_on": dateformat.format(timezone.localtime(payment.refunded_at), "F j, Y"),
             "payment_reference": payment.recurrente_payment_id,
@@ -109,7 +110,6 @@ def recovery_reminder_email_queue(
             "recovery_code": session.recovery_code,
             "window_hours": settings.RECOVERY_WINDOW_HOURS,
             "offer_ends": f"{dateformat.format(ends, 'F j, Y, g:i A')} {ends.tzname()}",
-            "button_label": f"Claim {site.business_name} for {format_usd(offer)}"[:120],
         },
         dedupe_key=dedupe_key,
         checkout_session=session,
@@ -189,7 +189,7 @@ def hosting_nudge_email_queue(*, site: Site, portal_path: str) -> EmailLog | Non
             "site_name": site.business_name,
             "monthly_price": format_usd(site.monthly_amount),
             "activate_url": absolute_url(portal_path),
-            "site_url": absolute_url(f"/sites/{site.slug}/"),
+            "site_url": site_page_url(site),
         },
         dedupe_key=f"hosting_nudge:{site.pk}",
     )
@@ -207,7 +207,7 @@ def _site_owner_email_queue(
         context={
             "customer_name": owner.full_name,
             "site_name": site.business_name,
-            "site_url": absolute_url(f"/sites/{site.slug}/"),
+            "site_url": site_page_url(site),
             "portal_url": absolute_url(portal_path),
             **context,
         },
