@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -74,10 +75,12 @@ class EmailLog(TimeStampedModel):
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
+    # The base app's one relation up to an app (a table link by name, never an import): recovery
+    # and the funnel join reminders to their checkout sessions through it.
     checkout_session = models.ForeignKey(
         "checkout.CheckoutSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
     )
-    user = models.ForeignKey("customers.CustomerUser", null=True, blank=True, on_delete=models.SET_NULL, related_name="emails")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="emails")
 
     class Meta:
         ordering = ["-created_at"]
