@@ -20,13 +20,15 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import Case, CharField, Exists, F, Func, JSONField, OuterRef, Q, Value, When
+from django.db.models import Case, CharField, Exists, F, Func, JSONField, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat, Replace
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -34,7 +36,8 @@ from django.utils.crypto import salted_hmac
 from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.models import CheckoutSession, Payment, Subscription
-from checkout.recurrente import RecurrenteError, RecurrenteNotFound
+from checkout.recurrente import JsonObject, RecurrenteError, RecurrenteNotFound
+from customers.models import CustomerUser
 from sites.models import Site
 from webmagic.models import EmailLog, EmailSuppression
 from webmagic.money import discounted
@@ -42,6 +45,11 @@ from webmagic.money import discounted
 from .purchase import RequestContext, SiteNotForSale, purchase_payload
 from .reconcile import CheckResult, checkout_answer_apply
 from .sessions import SessionOpening, checkout_lifetime, checkout_session_open
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.expressions import Combinable
+    from django.db.models.sql.compiler import SQLCompiler
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +89,7 @@ def recovery_code_new(*, percent: int) -> str:
     return f"SAVE{percent}-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def recovery_token_make(*, session_id) -> str:
+def recovery_token_make(*, session_id: uuid.UUID | str) -> str:
     """A signed session id (HMAC with SECRET_KEY). Nothing is stored: the window is checked
     against the session's `reminder_sent_at`, so the token needs no timestamp of its own."""
     return signing.Signer(salt=RECOVERY_TOKEN_SALT).sign(uuid.UUID(str(session_id)).hex)
@@ -94,7 +102,7 @@ def recovery_token_session_id(*, token: str) -> uuid.UUID | None:
         return None
 
 
-def unsubscribe_token_make(*, session_id) -> str:
+def unsubscribe_token_make(*, session_id: uuid.UUID | str) -> str:
     """A signed session id, like the recovery token but under another salt: the address itself
     never appears in the URL (URLs end up in access logs and browser histories)."""
     return signing.Signer(salt=UNSUBSCRIBE_TOKEN_SALT).sign(uuid.UUID(str(session_id)).hex)
@@ -127,7 +135,7 @@ def unsubscribe_token_email(*, token: str) -> str | None:
     return _normalise(email)
 
 
-def recovery_dedupe_key(*, site_id, email: str) -> str:
+def recovery_dedupe_key(*, site_id: uuid.UUID, email: str) -> str:
     """`recovery:<site>:h:<keyed digest of the address>`: one reminder per person and site, as a
     unique database value that keeps that promise after the 90-day cleanup forgets the address
     (a digest keyed with SECRET_KEY, so the table alone cannot be searched for an address;
@@ -142,7 +150,7 @@ def _normalise(email: str) -> str:
 
 # --- The scan -----------------------------------------------------------------------------------
 
-def recovery_due_sessions(*, now: datetime):
+def recovery_due_sessions(*, now: datetime) -> QuerySet[CheckoutSession]:
     """DESIGN §7 "due": open checkout, older than the delay, no reminder yet (so not completed).
 
     `status='checkout_created'` is written literally so PostgreSQL can use the partial index
@@ -164,12 +172,12 @@ def recovery_due_sessions(*, now: datetime):
 
 @dataclass
 class ScanResult:
-    reminded: list = field(default_factory=list)  # session ids whose reminder was queued
-    closed: list = field(default_factory=list)  # session ids closed without a reminder
-    reconciled: list = field(default_factory=list)  # session ids Recurrente reported paid
-    deferred: list = field(default_factory=list)  # left for a later tick
+    reminded: list[uuid.UUID] = field(default_factory=list)  # session ids whose reminder was queued
+    closed: list[uuid.UUID] = field(default_factory=list)  # session ids closed without a reminder
+    reconciled: list[uuid.UUID] = field(default_factory=list)  # session ids Recurrente reported paid
+    deferred: list[uuid.UUID] = field(default_factory=list)  # left for a later tick
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, int]:
         return {name: len(getattr(self, name)) for name in ("reminded", "closed", "reconciled", "deferred")}
 
 
@@ -178,8 +186,9 @@ def abandoned_carts_check(*, now: datetime | None = None) -> ScanResult:
     now = now or timezone.now()
     deadline = time.monotonic() + SCAN_TIME_BUDGET_SECONDS
     result = ScanResult()
-    groups: dict[tuple, list] = {}
-    blocked: set[tuple] = set()
+    # Keyed by person: (site id, normalised email).
+    groups: dict[tuple[uuid.UUID, str], list[uuid.UUID]] = {}
+    blocked: set[tuple[uuid.UUID, str]] = set()
     for session in recovery_due_sessions(now=now):
         person = (session.site_id, _normalise(session.customer_email))
         if time.monotonic() > deadline:
@@ -227,7 +236,7 @@ SEND_NOW_NO_REMINDER = {
 }
 
 
-def recovery_reminder_send_now(*, session_id, now: datetime | None = None) -> SendNowResult:
+def recovery_reminder_send_now(*, session_id: uuid.UUID, now: datetime | None = None) -> SendNowResult:
     """Staff's "send reminder now": the scan's rules for one person and site, without waiting for
     the delay. Every open attempt of that person for the site is asked about at Recurrente (a paid
     or in-progress one holds the reminder back, as in the scan), then claimed the same way, so a
@@ -267,7 +276,8 @@ def _recurrente_verdict(session: CheckoutSession) -> str:
     if session.payment_in_progress_at:
         return "wait"  # a bank transfer was started; it can take a day and usually succeeds
     try:
-        checkout = recurrente_client().get_checkout(session.recurrente_checkout_id)
+        # cast: a due session's checkout was created, so it has an id (checkout_created_has_checkout_id).
+        checkout = recurrente_client().get_checkout(cast(str, session.recurrente_checkout_id))
     except RecurrenteNotFound:
         # Recurrente has no such checkout, so nothing can have been paid on it.
         logger.warning("session %s: Recurrente does not know checkout %s; reminding anyway", session.pk,
@@ -316,7 +326,7 @@ def recovery_send_time_objection(*, session: CheckoutSession) -> str:
     return _no_reminder_reason(site=session.site, email=_normalise(session.customer_email))
 
 
-def _person_claim(*, site_id, email: str, session_ids: list, now: datetime, result: ScanResult) -> None:
+def _person_claim(*, site_id: uuid.UUID, email: str, session_ids: list[uuid.UUID], now: datetime, result: ScanResult) -> None:
     """Claim one person's due sessions for one site and queue at most one reminder for them."""
     due = Q(status=CheckoutSession.Status.CHECKOUT_CREATED, reminder_sent_at__isnull=True)
     with transaction.atomic():
@@ -389,13 +399,13 @@ class RecoveryLinkInvalid(Exception):
 
 
 class RecoveryOfferExpired(Exception):
-    def __init__(self, session: CheckoutSession):
+    def __init__(self, session: CheckoutSession) -> None:
         super().__init__(f"recovery offer for session {session.pk} has ended")
         self.session = session
 
 
 class RecoverySiteUnavailable(SiteNotForSale):
-    def __init__(self, session: CheckoutSession, *, already_yours: bool):
+    def __init__(self, session: CheckoutSession, *, already_yours: bool) -> None:
         super().__init__(session.site.slug)
         self.session = session
         self.already_yours = already_yours
@@ -412,7 +422,8 @@ def recovery_session_get(*, token: str) -> CheckoutSession:
 
 
 def recovery_offer_ends(*, session: CheckoutSession) -> datetime:
-    return session.reminder_sent_at + recovery_window()
+    # cast: only a reminded session has an offer (callers hold one whose reminder_sent_at is set).
+    return cast(datetime, session.reminder_sent_at) + recovery_window()
 
 
 def recovery_checkout_start(*, token: str, request_context: RequestContext) -> CheckoutSession:
@@ -429,7 +440,7 @@ def recovery_checkout_start(*, token: str, request_context: RequestContext) -> C
     def site_check(site: Site) -> None:
         _site_available_or_raise(session=original, site=site)
 
-    def recent(site: Site):
+    def recent(site: Site) -> QuerySet[CheckoutSession]:
         return original.recovery_checkouts.filter(
             kind=CheckoutSession.Kind.PURCHASE, discount_percent=percent, created_at__gte=timezone.now() - checkout_lifetime(),
         )
@@ -455,11 +466,11 @@ def _site_available_or_raise(*, session: CheckoutSession, site: Site) -> None:
     if site.is_for_sale:
         return
     email = _normalise(session.customer_email)
-    owner_email = _normalise(site.owner.email) if site.owner_id else ""
+    owner_email = _normalise(cast(CustomerUser, site.owner).email) if site.owner_id else ""
     raise RecoverySiteUnavailable(session, already_yours=bool(owner_email) and owner_email == email)
 
 
-def recovery_payload(session: CheckoutSession) -> dict:
+def recovery_payload(session: CheckoutSession) -> JsonObject:
     """The purchase payload at the session's (discounted) amount, naming the code for the buyer."""
     payload = purchase_payload(session)
     original = session.recovered_from
@@ -491,21 +502,25 @@ class JSONKeysRemove(Func):
 
     output_field = JSONField()
 
-    def __init__(self, expression, *, keys):
+    def __init__(self, expression: "Combinable", *, keys: Iterable[str]) -> None:
         self.keys = tuple(keys)
         super().__init__(expression)
 
-    def as_postgresql(self, compiler, connection, **extra_context):
+    def as_postgresql(
+        self, compiler: "SQLCompiler", connection: "BaseDatabaseWrapper", **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
         sql, params = compiler.compile(self.source_expressions[0])
         return f"({sql} - %s::text[])", (*params, list(self.keys))
 
-    def as_sqlite(self, compiler, connection, **extra_context):
+    def as_sqlite(
+        self, compiler: "SQLCompiler", connection: "BaseDatabaseWrapper", **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
         sql, params = compiler.compile(self.source_expressions[0])
         paths = ", ".join(["%s"] * len(self.keys))
         return f"json_remove({sql}, {paths})", (*params, *(f'$."{key}"' for key in self.keys))
 
 
-def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
+def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict[str, int]:
     """Daily: close attempts whose recovery chance is over, and drop personal data after 90 days.
 
     An open attempt expires once the reminder could have been sent (delay) and its offer could have
@@ -545,7 +560,7 @@ def abandoned_carts_cleanup(*, now: datetime | None = None) -> dict:
     return {"expired": expired, "stripped": stripped, "anonymised": anonymised, "emails_scrubbed": emails_scrubbed}
 
 
-def _buyerless_emails_scrub(*, sessions, now: datetime) -> int:
+def _buyerless_emails_scrub(*, sessions: QuerySet[CheckoutSession], now: datetime) -> int:
     """The emails about attempts whose buyer the cleanup removes lose that buyer too (one UPDATE).
 
     Email logs are never deleted (they are the dedupe and delivery record), so they are scrubbed:
@@ -572,13 +587,14 @@ def _buyerless_emails_scrub(*, sessions, now: datetime) -> int:
             When(reminder, then=Concat(Value(SCRUBBED_REMINDER_KEY_PREFIX), _uuid_hex("checkout_session_id"))),
             default=F("dedupe_key"),
         ),
-        # A provider's refusal may quote the address it refused.
-        error=Replace(F("error"), F("to_email"), Value("[address removed]")),
+        # A provider's refusal may quote the address it refused. (Replace takes any expression as
+        # the text to replace; django-stubs accept only a Value there.)
+        error=Replace(F("error"), F("to_email"), Value("[address removed]")),  # type: ignore[arg-type]
         updated_at=now,
     )
 
 
-def _uuid_hex(field: str):
+def _uuid_hex(field: str) -> Replace:
     """A UUID column as 32 hex digits on every database (PostgreSQL casts it with hyphens, SQLite
     stores it without), so the scrubbed key has one spelling."""
     return Replace(Cast(field, CharField()), Value("-"), Value(""))
