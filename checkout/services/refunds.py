@@ -30,6 +30,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -39,8 +40,9 @@ from redis.exceptions import RedisError
 from checkout import emails
 from checkout.clients import recurrente_client
 from checkout.ledger import Outcome
-from checkout.models import Payment, Refund
+from checkout.models import CheckoutSession, Payment, Refund
 from checkout.recurrente import (
+    JsonObject,
     RecurrenteError,
     RecurrenteNotFound,
     RecurrenteNotSent,
@@ -49,6 +51,7 @@ from checkout.recurrente import (
     RecurrenteValidationError,
 )
 from checkout.recurrente_data import PayloadError, RefundState, payment_references_of, recurrente_id, refund_state_from
+from customers.models import CustomerUser
 from webmagic.emails import email_alert_staff
 from webmagic.money import format_money
 
@@ -104,7 +107,7 @@ class RefundRequestResult:
         return f"Recurrente answered that refund {self.refund.recurrente_refund_id} of {reference} is {status}; nothing was refunded."
 
 
-def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResult:
+def payment_refund_request(*, payment_id: int, staff_user: CustomerUser | None) -> RefundRequestResult:
     """Ask Recurrente to refund the payment in full and apply its answer. Raises RefundRefused or
     RefundFailed (nothing changed), or RefundOutcomeUnknown (the payment is marked and blocked)."""
     payment = Payment.objects.get(pk=payment_id)
@@ -150,7 +153,7 @@ def payment_refund_request(*, payment_id: int, staff_user) -> RefundRequestResul
             logger.warning("payment %s: refund in-flight marker not removed (cache down); it expires in %ss", payment.pk, IN_FLIGHT_SECONDS)
 
 
-def _in_flight_claim_or_raise(*, marker: str, payment: Payment, staff_user) -> None:
+def _in_flight_claim_or_raise(*, marker: str, payment: Payment, staff_user: CustomerUser | None) -> None:
     """Two staff pressing Refund at once must not send two requests. Without the cache we cannot
     tell, so nobody refunds until it is back (fail closed: a double refund is money lost)."""
     try:
@@ -165,7 +168,7 @@ def _in_flight_claim_or_raise(*, marker: str, payment: Payment, staff_user) -> N
         raise RefundRefused(f"A refund of {payment.recurrente_payment_id} is being requested right now; reload in a minute.")
 
 
-def _refund_target(payment: Payment) -> dict:
+def _refund_target(payment: Payment) -> dict[str, str]:
     """Newer accounts refund by intent (in_…), older ones by payment (pa_…): send what we have, but
     never an intent id other payments share (renewals may carry their checkout's)."""
     intent_is_ours_alone = bool(payment.recurrente_intent_id) and not Payment.objects.filter(
@@ -176,7 +179,7 @@ def _refund_target(payment: Payment) -> dict:
     return {"payment_intent_id": payment.recurrente_payment_id}
 
 
-def _refund_post(*, payment: Payment, kwargs: dict, staff_user) -> dict:
+def _refund_post(*, payment: Payment, kwargs: dict[str, str], staff_user: CustomerUser | None) -> JsonObject:
     try:
         return recurrente_client().create_refund(**kwargs)
     except RecurrenteNotSent as exc:
@@ -218,7 +221,9 @@ def _refund_post(*, payment: Payment, kwargs: dict, staff_user) -> dict:
         raise RefundFailed(f"Could not refund {payment.recurrente_payment_id}: {exc}.") from exc
 
 
-def _refund_outcome_unknown_record(*, payment: Payment, staff_user, error: RecurrenteError) -> RefundOutcomeUnknown:
+def _refund_outcome_unknown_record(
+    *, payment: Payment, staff_user: CustomerUser | None, error: RecurrenteError,
+) -> RefundOutcomeUnknown:
     """The request may have reached Recurrente and been acted on, and nothing tells us (the refund
     object, which names no payment, was the answer we lost). Mark the payment so no second refund
     is asked for, tell staff how to find out, and return the error to raise."""
@@ -246,7 +251,7 @@ def _refund_outcome_unknown_record(*, payment: Payment, staff_user, error: Recur
     )
 
 
-def payment_refund_outcome_none(*, payment_id: int, staff_user) -> bool:
+def payment_refund_outcome_none(*, payment_id: int, staff_user: CustomerUser | None) -> bool:
     """Staff checked Recurrente's dashboard after an unknown outcome and found no refund: the
     payment can be refunded again. False if its outcome was not unknown (nothing changed)."""
     with transaction.atomic():
@@ -261,7 +266,7 @@ def payment_refund_outcome_none(*, payment_id: int, staff_user) -> bool:
     return True
 
 
-def _refund_untracked(*, payment: Payment, answer_status: str, staff_user) -> RefundRequestResult:
+def _refund_untracked(*, payment: Payment, answer_status: str, staff_user: CustomerUser | None) -> RefundRequestResult:
     """Recurrente accepted (2xx) but its answer has no re_ id: the money may be on its way back and
     nothing can be polled. The payment waits for staff to record the refund from the dashboard."""
     with transaction.atomic():
@@ -311,7 +316,7 @@ def _refundable_or_raise(payment: Payment) -> None:
 
 # --- Staff record a refund made in Recurrente's dashboard ----------------------------------------
 
-def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user) -> Refund:
+def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user: CustomerUser | None) -> Refund:
     """Link a refund made outside the app to our payment, with the effects of any other refund.
     Its state comes from `GET /refunds/{id}` (asked before any row is locked). Raises RefundRefused
     or RefundFailed."""
@@ -323,7 +328,8 @@ def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user)
         raise RefundRefused("No such payment.")
     existing = Refund.objects.filter(recurrente_refund_id=refund_id).first()
     if existing is not None and existing.payment_id not in (None, payment.pk):
-        raise RefundRefused(f"{refund_id} is already recorded for payment {existing.payment.recurrente_payment_id}.")
+        # cast: this refund is linked to another payment (checked just above).
+        raise RefundRefused(f"{refund_id} is already recorded for payment {cast(Payment, existing.payment).recurrente_payment_id}.")
     try:
         state = refund_state_from(recurrente_client().get_refund(refund_id))
     except RecurrenteNotFound as exc:
@@ -352,7 +358,7 @@ def refund_record_from_dashboard(*, payment_id: int, refund_id: str, staff_user)
 
 # --- Refund events and polling -------------------------------------------------------------------
 
-def refund_event_record(*, data: dict) -> str:
+def refund_event_record(*, data: JsonObject) -> str:
     """A `refund.*` webhook. Matched by its re_ id only; unmatched ones are kept for staff (no
     retry loop: there is nothing a retry could learn). Raises PayloadError without a re_ id."""
     state = refund_state_from(data)
@@ -386,12 +392,12 @@ def refund_event_record(*, data: dict) -> str:
 @dataclass
 class PollResult:
     checked: int = 0
-    finalized: list = field(default_factory=list)  # "re_… succeeded" lines
+    finalized: list[str] = field(default_factory=list)  # "re_… succeeded" lines
     errors: int = 0
 
 
 def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: float | None = None,
-                 only: list | None = None) -> PollResult:
+                 only: list[int] | None = None) -> PollResult:
     """Ask Recurrente about pending refunds whose check is due (`stop_at`: a time.monotonic()
     deadline; `only`: these refund pks, for staff's "check now"). A failed call leaves the refund
     for a later pass; the others go on."""
@@ -400,8 +406,8 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
     due = Refund.objects.filter(status="pending", next_check_at__lte=now)
     if only is not None:
         due = due.filter(pk__in=only)
-    due = list(due.order_by("next_check_at").values_list("pk", "recurrente_refund_id")[:limit])
-    for refund_pk, refund_id in due:
+    due_refunds = list(due.order_by("next_check_at").values_list("pk", "recurrente_refund_id")[:limit])
+    for refund_pk, refund_id in due_refunds:
         if stop_at is not None and time.monotonic() > stop_at:
             break
         result.checked += 1
@@ -419,7 +425,9 @@ def refunds_poll(*, now: datetime | None = None, limit: int = 100, stop_at: floa
             continue
         try:
             with transaction.atomic():
-                refund, payment = _refund_and_payment_lock(refund_id=refund_id)
+                refund_or_none, payment = _refund_and_payment_lock(refund_id=refund_id)
+                # cast: refunds are never deleted, and this one was just read as due.
+                refund = cast(Refund, refund_or_none)
                 before = refund.status
                 _refund_state_apply(refund=refund, payment=payment, state=state, now=now)
         except Exception as exc:
@@ -446,11 +454,12 @@ def _refund_and_payment_lock(*, refund_id: str) -> tuple[Refund | None, Payment 
     refund = Refund.objects.select_for_update().filter(recurrente_refund_id=refund_id).first()
     if refund is not None and refund.payment_id != payment_id:
         # Linked to a payment by staff between the two reads (only ever from none): lock it too.
-        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=refund.payment_id)
+        # cast: a refund is only ever linked (from no payment to one), never unlinked.
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=cast(int, refund.payment_id))
     return refund, payment
 
 
-def _refund_row(*, state: RefundState, payment: Payment | None, source: str, requested_by) -> Refund:
+def _refund_row(*, state: RefundState, payment: Payment | None, source: str, requested_by: CustomerUser | None) -> Refund:
     if payment is not None and Refund.objects.filter(payment=payment, status__in=["pending", "succeeded"]).exclude(
         recurrente_refund_id=state.refund_id
     ).exists():
@@ -572,7 +581,11 @@ def _refund_emails_queue(*, payment: Payment, refund: Refund) -> None:
     site is a person's decision: transfer ownership in admin)."""
     site = payment.site
     amount = format_money(refund.customer_refunded_amount or payment.amount, refund.currency or payment.currency)
-    to_email = payment.user.email if payment.user_id else (payment.checkout_session.customer_email if payment.checkout_session_id else "")
+    # cast: each is read only when its id says it is there.
+    to_email = (
+        cast(CustomerUser, payment.user).email if payment.user_id
+        else (cast(CheckoutSession, payment.checkout_session).customer_email if payment.checkout_session_id else "")
+    )
     if to_email:
         emails.refund_email_queue(payment=payment, refund=refund, to_email=to_email, amount=amount)
     else:
@@ -602,7 +615,7 @@ def _note(payment: Payment, text: str) -> str:
 
 # --- Disputes ------------------------------------------------------------------------------------
 
-def payment_dispute_record(*, event_type: str, data: dict) -> str:
+def payment_dispute_record(*, event_type: str, data: JsonObject) -> str:
     """A `dispute.*` event (none is documented; the shape is a guess): flag the payment it names and
     alert staff. A dispute we cannot match is still worth a person's attention."""
     refs = payment_references_of(data)
