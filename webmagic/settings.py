@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "sites",
     "checkout",
     "webhooks",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -92,7 +93,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "customers.CustomerUser"
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "customers:login"
-LOGIN_REDIRECT_URL = "customers:dashboard"
+LOGIN_REDIRECT_URL = "portal:dashboard"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
