@@ -55,6 +55,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	DEBUG=True $(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .celery-broker sent_emails staticfiles
