@@ -6,7 +6,9 @@ Recurrente checkout.
    session. It is committed before Recurrente is called, so a failure or crash keeps the lead.
 2. Ask Recurrente for the checkout with no lock held. A conditional update claims the call
    (`checkout_requested_at`), so a double click waits for the first request's answer instead of
-   creating a second checkout; a claim older than any call can take is taken over.
+   creating a second checkout. Whatever ends a call gives the claim back (unless another request
+   has since taken it); a claim older than any call can take (its request died) is taken over by
+   the next request, and a request that has waited that long answers "try again" instead.
 """
 
 import logging
@@ -14,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -101,12 +103,31 @@ def _call_deadline() -> timedelta:
     return timedelta(seconds=sum(settings.RECURRENTE_TIMEOUT) + 5)
 
 
-def _creation_claim(session_id: uuid.UUID) -> bool:
+def _creation_claim(session_id: uuid.UUID, *, take_over_stale: bool) -> datetime | None:
+    """Claim the create-checkout call for an `initiated` session: the claim's time, or None when
+    another request holds it. A claim older than any call can take belongs to a request that died
+    mid-call; it is taken over only when `take_over_stale` (a request that has not waited yet)."""
     now = timezone.now()
-    unclaimed = Q(checkout_requested_at__isnull=True) | Q(checkout_requested_at__lt=now - _call_deadline())
-    return bool(
+    unclaimed = Q(checkout_requested_at__isnull=True)
+    if take_over_stale:
+        unclaimed |= Q(checkout_requested_at__lt=now - _call_deadline())
+    claimed = (
         CheckoutSession.objects.filter(unclaimed, pk=session_id, status=CheckoutSession.Status.INITIATED)
         .update(checkout_requested_at=now, updated_at=now)
+    )
+    return now if claimed else None
+
+
+def _creation_release(*, session_id: uuid.UUID, claimed_at: datetime, error: str = "") -> bool:
+    """Give the claim back (recording why the call failed), unless it is no longer ours: a request
+    that took it over, or stored a checkout meanwhile, is not undone. True if released."""
+    changes: dict[str, object] = {"checkout_requested_at": None, "updated_at": timezone.now()}
+    if error:
+        changes["checkout_error"] = error[:2000]
+    return bool(
+        CheckoutSession.objects.filter(
+            pk=session_id, status=CheckoutSession.Status.INITIATED, checkout_requested_at=claimed_at
+        ).update(**changes)
     )
 
 
@@ -121,25 +142,49 @@ def checkout_create(*, session_id: uuid.UUID, payload_builder: Callable[[Checkou
     Creating a checkout is not idempotent at Recurrente, so it is never retried automatically;
     while another request is creating this session's checkout, this one waits for its answer.
     """
-    while True:
-        session = CheckoutSession.objects.select_related("site").get(pk=session_id)
-        if session.status != CheckoutSession.Status.INITIATED:
-            return session
-        if _creation_claim(session_id):
-            break
-        time.sleep(WAIT_POLL_SECONDS)
+    claimed_at, session = _claim_or_wait(session_id)
+    if claimed_at is None:
+        return session
     try:
         result = recurrente_client().create_checkout(payload_builder(session))
         if not _checkout_url_trusted(result["checkout_url"]):
             # We redirect buyers to this URL: only ever to Recurrente (or our own sandbox).
             raise RecurrenteError("Recurrente returned a checkout URL outside its own site")
     except RecurrenteError as exc:
-        session.checkout_error = f"{type(exc).__name__}: {exc}"[:2000]
-        session.checkout_requested_at = None
-        session.save(update_fields=["checkout_error", "checkout_requested_at", "updated_at"])
         logger.warning("checkout session %s: Recurrente checkout failed (%s)", session.pk, type(exc).__name__)
+        if not _creation_release(session_id=session.pk, claimed_at=claimed_at, error=f"{type(exc).__name__}: {exc}"):
+            # Our call outlived its deadline and another request has the session now.
+            session = CheckoutSession.objects.select_related("site").get(pk=session.pk)
+            if session.status != CheckoutSession.Status.INITIATED:
+                return session
         raise CheckoutUnavailable(session) from exc
+    except BaseException:
+        # A bug, a database error, a worker being stopped: the next click must not wait for a
+        # claim nobody will answer.
+        _creation_release(session_id=session.pk, claimed_at=claimed_at)
+        raise
     return _checkout_record(session=session, checkout_id=result["id"], checkout_url=result["checkout_url"])
+
+
+def _claim_or_wait(session_id: uuid.UUID) -> tuple[datetime | None, CheckoutSession]:
+    """(claim time, session) when this request is to ask Recurrente; (None, session) when the
+    session already has its checkout, which another request created while this one waited.
+    Waits at most as long as one call may take, then answers "try again" (CheckoutUnavailable)
+    rather than call Recurrente itself past the web server's time budget."""
+    give_up_at = time.monotonic() + _call_deadline().total_seconds()
+    first_look = True
+    while True:
+        session = CheckoutSession.objects.select_related("site").get(pk=session_id)
+        if session.status != CheckoutSession.Status.INITIATED:
+            return None, session
+        claimed_at = _creation_claim(session_id, take_over_stale=first_look)
+        if claimed_at is not None:
+            return claimed_at, session
+        if time.monotonic() >= give_up_at:
+            logger.warning("checkout session %s: another request is still creating its checkout; gave up waiting", session.pk)
+            raise CheckoutUnavailable(session)
+        first_look = False
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def _checkout_record(*, session: CheckoutSession, checkout_id: str, checkout_url: str) -> CheckoutSession:

@@ -128,3 +128,55 @@ def test_a_checkout_created_after_another_was_stored_does_not_replace_it(preview
         kept = sessions._checkout_record(session=session, checkout_id="ch_late", checkout_url="https://app.recurrente.com/x")
     assert kept.recurrente_checkout_id == "ch_first"
     assert "created too late" in caplog.text
+
+
+@pytest.mark.django_db
+def test_any_failure_mid_call_gives_the_claim_back(preview_site, checkout_created):
+    def broken_payload(session):
+        raise RuntimeError("a bug while building the payload")
+
+    session = CheckoutSession.objects.create(
+        site=preview_site, status=CheckoutSession.Status.INITIATED, customer_name="María López",
+        customer_email="maria@example.com", amount=preview_site.purchase_amount,
+    )
+    with pytest.raises(RuntimeError):
+        sessions.checkout_create(session_id=session.pk, payload_builder=broken_payload)
+    session.refresh_from_db()
+    assert session.checkout_requested_at is None
+    # So the next click asks Recurrente at once instead of waiting for a claim nobody will answer.
+    started = time.monotonic()
+    created = sessions.checkout_create(session_id=session.pk, payload_builder=lambda s: {"items": []})
+    assert created.status == CheckoutSession.Status.CHECKOUT_CREATED and time.monotonic() - started < 2
+
+
+@pytest.mark.django_db
+def test_a_waiter_gives_up_with_try_again_rather_than_call_recurrente_itself(preview_site, checkout_created, monkeypatch):
+    monkeypatch.setattr(sessions, "_call_deadline", lambda: timedelta(seconds=0.6))
+    session = CheckoutSession.objects.create(
+        site=preview_site, status=CheckoutSession.Status.INITIATED, customer_name="María López",
+        customer_email="maria@example.com", amount=preview_site.purchase_amount, checkout_requested_at=timezone.now(),
+    )
+    with pytest.raises(sessions.CheckoutUnavailable):
+        sessions.checkout_create(session_id=session.pk, payload_builder=lambda s: {"items": []})
+    # The claim went stale while it waited, but a request that has waited never takes it over.
+    assert posted_checkouts(checkout_created) == 0
+
+
+@pytest.mark.django_db
+def test_a_failed_call_that_lost_its_claim_leaves_the_new_claimant_alone(preview_site, recurrente_api):
+    session = CheckoutSession.objects.create(
+        site=preview_site, status=CheckoutSession.Status.INITIATED, customer_name="María López",
+        customer_email="maria@example.com", amount=preview_site.purchase_amount,
+    )
+    takeover = timezone.now() + timedelta(seconds=30)
+
+    def slow_then_down(request):
+        # Meanwhile our claim went stale and another request took the session over.
+        CheckoutSession.objects.filter(pk=session.pk).update(checkout_requested_at=takeover)
+        return 503, {}, json.dumps({"message": "down"})
+
+    recurrente_api.add_callback(responses_lib.POST, f"{API}/checkouts", callback=slow_then_down)
+    with pytest.raises(sessions.CheckoutUnavailable):
+        sessions.checkout_create(session_id=session.pk, payload_builder=lambda s: {"items": []})
+    session.refresh_from_db()
+    assert session.checkout_requested_at == takeover and session.checkout_error == ""
