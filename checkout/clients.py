@@ -4,6 +4,7 @@ Kept apart from recurrente.py (the HTTP client) and sandbox.py (the imitation) s
 imports the other: this factory is the only module that knows both.
 """
 
+import os
 import threading
 
 from django.conf import settings
@@ -12,6 +13,15 @@ from .recurrente import RecurrenteClient
 from .sandbox import SandboxClient
 
 _per_thread = threading.local()
+
+
+def _forget_clients_after_fork() -> None:
+    # A forked child (a Celery pool process) must not share the parent's kept-alive sockets.
+    global _per_thread
+    _per_thread = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)
 
 # What recurrente_client() answers: the two offer the same calls.
 RecurrenteApi = RecurrenteClient | SandboxClient

@@ -1,7 +1,7 @@
 """Portal hosting actions (DESIGN §6): start the $95/month checkout, cancel with confirmation.
 
 Owner-only: anyone else gets 404, so these URLs do not reveal which sites exist or who owns
-them. The portal pages themselves (customers app) link here.
+them. The portal pages themselves (the portal app) link here.
 """
 
 import logging

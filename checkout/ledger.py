@@ -107,14 +107,19 @@ def payment_metadata_cross_check(*, session: CheckoutSession, confirmation: Paym
         )
 
 
-def checkout_session_complete(*, session: CheckoutSession, user: CustomerUser | None = None) -> None:
+def checkout_session_complete(
+    *, session: CheckoutSession, user: CustomerUser | None = None, owner: bool = False,
+) -> None:
     """The buyer paid: the session is completed, whatever it was (an `abandoned` or `expired`
-    session still completes: a late payment). The account that paid is kept on it unless the
-    session already names one. The caller holds the session row locked."""
+    session still completes: a late payment). The caller holds the session row locked.
+
+    `user` is kept on the session: always when it is the site's new `owner` (a purchase: the
+    session then names whoever owns what it bought), otherwise only if the session names no one
+    (hosting: the owner who started it stays)."""
     session.status = CheckoutSession.Status.COMPLETED
     session.completed_at = timezone.now()
     fields = ["status", "completed_at", "updated_at"]
-    if user is not None and session.user_id is None:
+    if user is not None and (owner or session.user_id is None):
         session.user = user
         fields.append("user")
     session.save(update_fields=fields)

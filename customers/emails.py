@@ -9,6 +9,8 @@ in CustomersConfig.ready()), and never written to the EmailLog.
 import logging
 from typing import cast
 
+from django.conf import settings
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -118,7 +120,7 @@ def welcome_context(log: EmailLog) -> dict:
     context = {
         "customer_name": _greeting(user),
         "login_url": absolute_url(reverse("customers:login")),
-        "portal_url": absolute_url(reverse("portal:dashboard")),
+        "portal_url": absolute_url(resolve_url(settings.LOGIN_REDIRECT_URL)),
         "password_reset_url": absolute_url(reverse("customers:password_reset")),
     }
     if user.has_usable_password():
@@ -146,5 +148,5 @@ def verify_email_context(log: EmailLog) -> dict:
         "customer_name": _greeting(user),
         "email": user.email,
         "verify_url": absolute_url(verify_email_path(user=user)),
-        "portal_url": absolute_url(reverse("portal:dashboard")),
+        "portal_url": absolute_url(resolve_url(settings.LOGIN_REDIRECT_URL)),
     }

@@ -1,7 +1,4 @@
-import io
 import logging
-import zipfile
-from typing import TYPE_CHECKING
 
 from django.contrib.auth import login, update_session_auth_hash
 from django.db import IntegrityError, transaction
@@ -16,10 +13,6 @@ from webmagic.models import EmailLog
 from . import emails
 from .models import CustomerUser, normalize_email_address
 from .tokens import set_password_token_generator
-
-if TYPE_CHECKING:
-    # Type-checking only: customers sits below sites, so it never imports it when running.
-    from sites.models import Site, SiteVersion
 
 logger = logging.getLogger(__name__)
 
@@ -153,36 +146,3 @@ def customer_password_change(*, request: HttpRequest, user: CustomerUser, passwo
     update_session_auth_hash(request, user)
     logger.info("customer %s changed their password", user.pk)
     return user
-
-
-# --- Site files ---------------------------------------------------------------------------------
-
-SITE_ARCHIVE_README = """{business_name} — your website files
-{underline}
-
-Exported from WebMagic on {exported} (version {version}).
-
-index.html   The whole website in one file. Open it in a browser to look at it.
-
-To put it online somewhere else, upload index.html to any web host or static hosting
-service (it needs no server-side code) and point your domain at it. Images and fonts
-that the page loads from other addresses keep working as long as those addresses do.
-
-You own this site: you may copy, change and host it wherever you like.
-"""
-
-
-def site_archive_build(*, site: "Site", version: "SiteVersion") -> bytes:
-    """A ZIP of the site's current version, built in memory (one HTML document is small)."""
-    exported = timezone.now()
-    stamp = timezone.localtime(version.created_at).timetuple()[:6]
-    readme = SITE_ARCHIVE_README.format(
-        business_name=site.business_name, underline="=" * (len(site.business_name) + 23),
-        exported=exported.strftime("%Y-%m-%d"), version=version.number,
-    )
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(zipfile.ZipInfo("index.html", date_time=stamp), version.html.encode("utf-8"), zipfile.ZIP_DEFLATED)
-        archive.writestr(zipfile.ZipInfo("README.txt", date_time=exported.timetuple()[:6]), readme.encode("utf-8"), zipfile.ZIP_DEFLATED)
-    logger.info("site %s version %s exported as a ZIP", site.pk, version.number)
-    return buffer.getvalue()

@@ -1,6 +1,7 @@
 import logging
 from typing import cast
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -66,7 +67,7 @@ def set_password(request, uidb64: str, token: str):
         request.session.pop(SET_PASSWORD_SESSION_KEY, None)
         # login() rotates the session key, so a session fixed before this moment is worthless.
         services.customer_login(request=request, user=user)
-        return redirect("portal:dashboard")
+        return redirect(settings.LOGIN_REDIRECT_URL)
     return _no_referrer(render(request, "customers/set_password.html", {"form": form, "email": user.email}))
 
 
@@ -146,7 +147,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
         self.request.session.pop(auth_views.INTERNAL_RESET_SESSION_TOKEN, None)
         services.customer_login(request=self.request, user=user)
         messages.success(self.request, "Your new password is saved and you are signed in.")
-        return redirect("portal:dashboard")
+        return redirect(settings.LOGIN_REDIRECT_URL)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -172,7 +173,7 @@ def verify_email(request, uidb64: str, token: str):
         services.customer_email_verify(user=user)
         messages.success(request, "Thank you — your email address is confirmed.")
         if request.user.is_authenticated and request.user.pk == user.pk:
-            return redirect("portal:dashboard")
+            return redirect(settings.LOGIN_REDIRECT_URL)
         return redirect("customers:login")
     return _no_referrer(render(request, "customers/verify_email_confirm.html", {"email": user.email}))
 
@@ -182,10 +183,10 @@ def verify_email(request, uidb64: str, token: str):
 @verify_resend_limits
 def verify_email_resend(request):
     if request.user.email_verified:
-        return redirect("portal:dashboard")
+        return redirect(settings.LOGIN_REDIRECT_URL)
     emails.verify_email_queue(user=request.user)
     messages.success(request, f"We sent a new confirmation link to {request.user.email}. It works for 24 hours.")
-    return redirect("portal:dashboard")
+    return redirect(settings.LOGIN_REDIRECT_URL)
 
 
 @sensitive_post_parameters("old_password", "new_password1", "new_password2")

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from customers.decorators import verified_customer_required
-from customers.services import site_archive_build
+from sites.services import site_archive_build
 
 from . import selectors
 

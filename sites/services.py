@@ -1,5 +1,7 @@
+import io
 import logging
 import secrets
+import zipfile
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -368,3 +370,36 @@ def domains_check_due(*, limit: int = DOMAIN_CHECK_BATCH) -> list[int]:
         .order_by(F("last_checked_at").asc(nulls_first=True), "pk")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+# --- The owner's copy of their site ------------------------------------------------------------
+
+SITE_ARCHIVE_README = """{business_name} — your website files
+{underline}
+
+Exported from WebMagic on {exported} (version {version}).
+
+index.html   The whole website in one file. Open it in a browser to look at it.
+
+To put it online somewhere else, upload index.html to any web host or static hosting
+service (it needs no server-side code) and point your domain at it. Images and fonts
+that the page loads from other addresses keep working as long as those addresses do.
+
+You own this site: you may copy, change and host it wherever you like.
+"""
+
+
+def site_archive_build(*, site: Site, version: SiteVersion) -> bytes:
+    """A ZIP of the site's current version, built in memory (one HTML document is small)."""
+    exported = timezone.now()
+    stamp = timezone.localtime(version.created_at).timetuple()[:6]
+    readme = SITE_ARCHIVE_README.format(
+        business_name=site.business_name, underline="=" * (len(site.business_name) + 23),
+        exported=exported.strftime("%Y-%m-%d"), version=version.number,
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("index.html", date_time=stamp), version.html.encode("utf-8"), zipfile.ZIP_DEFLATED)
+        archive.writestr(zipfile.ZipInfo("README.txt", date_time=exported.timetuple()[:6]), readme.encode("utf-8"), zipfile.ZIP_DEFLATED)
+    logger.info("site %s version %s exported as a ZIP", site.pk, version.number)
+    return buffer.getvalue()

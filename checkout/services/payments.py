@@ -79,7 +79,7 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
         if payment is None:
             return Outcome.DUPLICATE
         site_sell(site=site, owner=user, paid_at=payment.paid_at, payment_reference=payment.recurrente_payment_id, amount=paid)
-        checkout_session_complete(session=session, user=user)
+        checkout_session_complete(session=session, user=user, owner=True)
         logger.info(
             "payment %s fulfilled session %s: site %s now owned by customer %s",
             payment.recurrente_payment_id, session.pk, site.pk, user.pk,
