@@ -54,7 +54,7 @@ def edits(request, slug: str):
         "portal_site": portal_site, "form": form, "edit_requests": history,
         "can_create": site.status == Site.Status.ACTIVE,
     }
-    return render(request, "sites/portal_edits.html", context, status=400 if form.errors else 200)
+    return render(request, "portal/edits.html", context, status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])
@@ -78,7 +78,7 @@ def domains(request, slug: str):
         "can_create": site.status == Site.Status.ACTIVE,
         "cname_target": urlsplit(settings.SITE_URL).hostname,
     }
-    return render(request, "sites/portal_domains.html", context, status=400 if form.errors else 200)
+    return render(request, "portal/domains.html", context, status=400 if form.errors else 200)
 
 
 @require_POST

@@ -18,7 +18,7 @@ from . import selectors
 @verified_customer_required
 def dashboard(request):
     sites = selectors.portal_sites_for_owner(user=request.user)
-    return render(request, "customers/dashboard.html", {"portal_sites": sites})
+    return render(request, "portal/dashboard.html", {"portal_sites": sites})
 
 
 @require_GET
@@ -29,7 +29,7 @@ def site_detail(request, slug: str):
     if portal_site is None:
         raise Http404("No such site")
     payments = selectors.payments_for_site(user=request.user, site=portal_site.site)
-    return render(request, "customers/site_detail.html", {"portal_site": portal_site, "payments": payments})
+    return render(request, "portal/site_detail.html", {"portal_site": portal_site, "payments": payments})
 
 
 @require_GET
@@ -38,7 +38,7 @@ def receipt(request, payment_id: str):
     payment = selectors.payment_for_receipt(user=request.user, recurrente_payment_id=payment_id)
     if payment is None:
         raise Http404("No such payment")
-    return render(request, "customers/receipt.html", {"payment": payment})
+    return render(request, "portal/receipt.html", {"payment": payment})
 
 
 @require_GET
@@ -48,7 +48,7 @@ def download(request, slug: str):
     if site is None:
         raise Http404("No such site")
     if version is None:
-        return render(request, "customers/download_unavailable.html", {"site": site}, status=404)
+        return render(request, "portal/download_unavailable.html", {"site": site}, status=404)
     response = HttpResponse(site_archive_build(site=site, version=version), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{site.slug}-website.zip"'
     return response
