@@ -26,15 +26,20 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def phone(chromium):
-    context = chromium.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+def watched_page(context):
+    """A page whose console errors (CSP refusals among them) are kept in `page.console_errors`."""
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.csp_errors = errors
-    yield page
+    page.console_errors = errors
+    return page
+
+
+@pytest.fixture
+def phone(chromium):
+    context = chromium.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    yield watched_page(context)
     context.close()
 
 

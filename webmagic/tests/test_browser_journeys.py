@@ -104,7 +104,7 @@ def test_new_customer_buys_sets_a_password_activates_hosting_and_goes_live(phone
     frame = page.frame_locator("iframe.site-frame")
     frame.get_by_text("LA Plumbing Pros").first.wait_for()
     screenshot(page, "journey-10-live-site")
-    assert not [e for e in page.csp_errors if "Content Security Policy" in e]
+    assert not [e for e in page.console_errors if "Content Security Policy" in e]
 
 
 def test_abandoned_checkout_gets_one_reminder_whose_link_opens_a_discounted_checkout(

@@ -6,6 +6,8 @@ from django.conf import settings as django_settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.test import Client
 
+from webmagic.tests.conftest import watched_page
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -18,12 +20,7 @@ def staff_page(chromium, live_server, django_user_model):
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME,
                           "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value, "url": live_server.url}])
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.console_errors = errors
-    yield page
+    yield watched_page(context)
     context.close()
 
 
