@@ -31,6 +31,7 @@ class CheckoutSessionAdmin(NeverDeleted, admin.ModelAdmin):
         "recurrente_checkout_id", "checkout_url", "checkout_created_at", "checkout_error", "completed_at", "abandoned_at",
         "expired_at", "last_failure_reason", "last_failure_at", "payment_in_progress_at", "reminder_sent_at",
         "recovery_code", "discount_percent", "next_reconcile_at", "reconcile_checks", "last_reconciled_at",
+        "closed_at", "closed_reason",
     ]
     actions = ["send_reminder_now"]
 

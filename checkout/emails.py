@@ -1,5 +1,5 @@
-"""The checkout app's emails: receipt, refund, recovery reminder, and the hosting emails (live,
-offline or cancelled, payment problem, the nudge to activate).
+"""The checkout app's emails: receipt, refund, "the site was sold before your payment", recovery
+reminder, and the hosting emails (live, offline or cancelled, payment problem, the nudge to activate).
 
 What each one says is in `templates/emails/<kind>.subject.txt`, `.txt` and `.html`. The functions
 here choose the recipient, the context (display values only: it is written to the EmailLog) and
@@ -85,6 +85,23 @@ def refund_email_queue(*, payment: Payment, refund: Refund, to_email: str, amoun
 
 
 # --- Recovery ------------------------------------------------------------------------------------
+
+def site_sold_refund_email_queue(*, site: Site, session: CheckoutSession, payment: Payment) -> EmailLog | None:
+    """To a buyer who paid a moment after someone else bought the site: sorry, and the refund
+    (started automatically) is on its way. Once per payment, to the address they gave us."""
+    return email_queue(
+        kind=EmailLog.Kind.SITE_SOLD_REFUND, to_email=session.customer_email,
+        context={
+            "customer_name": session.customer_name,
+            "site_name": site.business_name,
+            "amount": format_money(payment.amount, payment.currency),
+            "paid_on": dateformat.format(timezone.localtime(payment.paid_at), "F j, Y"),
+            "payment_reference": payment.recurrente_payment_id,
+            "home_url": absolute_url(reverse("home")),
+        },
+        dedupe_key=f"site-sold-refund:{payment.recurrente_payment_id}", checkout_session=session,
+    )
+
 
 def recovery_reminder_email_queue(
     *, session: CheckoutSession, site: Site, to_email: str, offer_ends: datetime, dedupe_key: str,

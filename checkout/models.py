@@ -56,6 +56,16 @@ class CheckoutSession(UUIDModel):
     last_failure_at = models.DateTimeField(null=True, blank=True)
     payment_in_progress_at = models.DateTimeField(null=True, blank=True, help_text="Bank transfer started")
 
+    class ClosedReason(models.TextChoices):
+        NONE = "", "—"
+        SITE_SOLD = "site_sold", "The site was sold to another buyer"
+
+    # Closed on our side: never handed out again nor reminded. The status is left as it was, so a
+    # checkout still payable at Recurrente (Recurrente cannot be told to expire it) is reconciled
+    # until it expires, and a payment on it is recorded and refunded (services/site_sold.py).
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_reason = models.CharField(max_length=20, choices=ClosedReason.choices, default=ClosedReason.NONE, blank=True)
+
     # Reconciliation (checkout/services/reconcile.py): Recurrente is asked about an open checkout on
     # a back-off schedule until it is paid or can no longer be paid; null means "not to be asked".
     next_reconcile_at = models.DateTimeField(null=True, blank=True)
@@ -237,6 +247,7 @@ class Refund(TimeStampedModel):
 
     class Source(models.TextChoices):
         STAFF_REQUEST = "staff_request", "Requested by staff from admin"
+        SITE_SOLD = "site_sold", "Requested automatically: the site had already been sold"
         DASHBOARD = "dashboard", "Made in Recurrente's dashboard, recorded by staff"
         WEBHOOK = "webhook", "Reported by a webhook"
 

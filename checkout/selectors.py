@@ -30,12 +30,16 @@ def payment_state(session: CheckoutSession) -> str:
     - confirmed: paid, and the site is theirs (fulfilment links the session to their account);
     - refund: paid, but the site had been sold a moment before (the payment awaits a refund);
     - review: a payment arrived that we could not accept as is (wrong amount): staff check it;
+    - site_sold: no payment yet, but the site was sold to someone else meanwhile (the checkout is
+      closed; a payment that still arrives is refunded automatically);
     - in_progress: a bank transfer has started; confirming: nothing confirmed yet.
     """
     if session.status == CheckoutSession.Status.COMPLETED:
         # Only a fulfilled purchase links the session to the buyer's account; a completed session
         # without one is a payment for a site that was no longer for sale.
         return "confirmed" if session.user_id else "refund"
+    if session.closed_reason == CheckoutSession.ClosedReason.SITE_SOLD:
+        return "site_sold"
     if session.payment_in_progress_at:
         return "in_progress"
     if Payment.objects.filter(checkout_session=session).exclude(flag=Payment.Flag.NONE).exists():

@@ -72,6 +72,34 @@ def reconcile_checkout_session(session_id: str) -> str:
         return "stopped"
 
 
+# --- The automatic refund of a payment for a site already sold (services/site_sold.py) ----------
+# Waits between tries while Recurrente cannot be reached: about three and a half hours in all.
+SITE_SOLD_REFUND_RETRY_SECONDS = (60, 300, 900, 1800, 3600, 7200)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=len(SITE_SOLD_REFUND_RETRY_SECONDS))
+def refund_site_sold_payment(self, payment_id: int) -> str:
+    """Start the refund of a payment taken for a site sold a moment before. Safe to run twice:
+    the service refunds only a payment that never had a refund asked for. Retried only when the
+    request certainly never reached Recurrente; after the last try, staff are told to do it."""
+    from celery.exceptions import Reject
+
+    from .services.site_sold import AutoRefund, site_sold_refund_give_up, site_sold_refund_start
+
+    result = site_sold_refund_start(payment_id=payment_id)
+    if result.outcome != AutoRefund.RETRY:
+        return result.outcome.value
+    if self.request.retries >= self.max_retries:
+        site_sold_refund_give_up(payment_id=payment_id, detail=f"Recurrente could not be reached after every retry ({result.detail})")
+        return "gave_up"
+    try:
+        self.retry(countdown=SITE_SOLD_REFUND_RETRY_SECONDS[self.request.retries], throw=False)
+    except Reject:  # the broker would not take the retry: a person has to start it
+        site_sold_refund_give_up(payment_id=payment_id, detail=f"its retry could not be queued ({result.detail})")
+        return "gave_up"
+    return "retrying"
+
+
 # --- Asking sooner (services never import tasks: the callers that may enqueue live here) --------
 def checkout_reconcile_soon(*, session: CheckoutSession) -> bool:
     """A buyer is waiting for a confirmation (success page, hosting return): check this session

@@ -38,6 +38,7 @@ class EmailLog(TimeStampedModel):
         REFUND_NEEDED = "refund_needed", "Payment needing refund"
         EDIT_REQUEST = "edit_request", "Edit request update"
         REFUND = "refund", "Refund issued"
+        SITE_SOLD_REFUND = "site_sold_refund", "Site sold before the payment: refund started"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

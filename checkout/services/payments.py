@@ -24,6 +24,8 @@ from sites.services import site_sell
 from webmagic.emails import email_alert_staff
 from webmagic.money import format_money, from_cents, to_cents
 
+from . import site_sold
+
 logger = logging.getLogger(__name__)
 
 
@@ -80,6 +82,8 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
             return Outcome.DUPLICATE
         site_sell(site=site, owner=user, paid_at=payment.paid_at, payment_reference=payment.recurrente_payment_id, amount=paid)
         checkout_session_complete(session=session, user=user, owner=True)
+        # Nobody else may go on to pay for it: their open checkouts close while the site is locked.
+        site_sold.checkouts_close_for_sold_site(site=site, sold_session=session)
         logger.info(
             "payment %s fulfilled session %s: site %s now owned by customer %s",
             payment.recurrente_payment_id, session.pk, site.pk, user.pk,
@@ -90,7 +94,9 @@ def purchase_payment_record(*, session: CheckoutSession, confirmation: PaymentCo
 
 def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmation: PaymentConfirmation) -> Outcome:
     """Money was taken for a site that is no longer for sale: never a second owner. The payment
-    is flagged for refund, staff are told, and the session completes (the buyer did pay)."""
+    is flagged for refund and the session completes (the buyer did pay). Another buyer's payment
+    is refunded automatically (site_sold.py); a buyer who paid twice for their own site is left
+    to staff, who are told."""
     same_buyer = bool(site.owner_id) and cast(CustomerUser, site.owner).email.lower() == (session.customer_email or "").lower()
     reason = "buyer already owns this site (paid twice)" if same_buyer else "site already sold to another customer"
     payment = payment_row_create(
@@ -101,6 +107,11 @@ def _purchase_conflict_record(*, site: Site, session: CheckoutSession, confirmat
         return Outcome.DUPLICATE
     checkout_session_complete(session=session)
     logger.error("payment %s for site %s needs a refund: %s (session %s)", payment.recurrente_payment_id, site.pk, reason, session.pk)
+    if not same_buyer:
+        # Another buyer paid a moment too late: refunded automatically, and they are told (the
+        # staff alert says how the automatic refund went).
+        site_sold.site_sold_refund_arrange(site=site, session=session, payment=payment)
+        return Outcome.NEEDS_REFUND
     email_alert_staff(
         subject=f"Refund needed: payment {payment.recurrente_payment_id} for {site.slug}",
         body=(

@@ -163,6 +163,7 @@ def recovery_due_sessions(*, now: datetime) -> QuerySet[CheckoutSession]:
             created_at__lt=now - recovery_delay(),
             reminder_sent_at__isnull=True,
             kind=CheckoutSession.Kind.PURCHASE,
+            closed_at__isnull=True,  # closed by a sale (site_sold.py): nothing left to remind of
         )
         .order_by("created_at")
         .only("id", "site_id", "customer_email", "recurrente_checkout_id", "payment_in_progress_at", "created_at")
@@ -246,13 +247,14 @@ def recovery_reminder_send_now(*, session_id: uuid.UUID, now: datetime | None = 
     if (
         session is None or session.kind != CheckoutSession.Kind.PURCHASE
         or session.status != CheckoutSession.Status.CHECKOUT_CREATED or session.reminder_sent_at is not None
+        or session.closed_at is not None
     ):
         return SendNowResult("not_open", "only an open purchase checkout (checkout created, no reminder) can be reminded")
     email = _normalise(session.customer_email)
     attempts = list(
         CheckoutSession.objects.filter(
             site_id=session.site_id, customer_email=session.customer_email, status="checkout_created",
-            reminder_sent_at__isnull=True, kind=CheckoutSession.Kind.PURCHASE,
+            reminder_sent_at__isnull=True, kind=CheckoutSession.Kind.PURCHASE, closed_at__isnull=True,
         ).order_by("created_at")[:SCAN_BATCH_SIZE]
     )
     for attempt in attempts:
@@ -320,6 +322,8 @@ def recovery_send_time_objection(*, session: CheckoutSession) -> str:
     session = CheckoutSession.objects.select_related("site").get(pk=session.pk)
     if session.status == CheckoutSession.Status.COMPLETED:
         return "already_bought"
+    if session.closed_reason == CheckoutSession.ClosedReason.SITE_SOLD:
+        return "site_sold"
     if not session.customer_email:
         # The cleanup removed the buyer (and scrubbed this email's address): nobody to send it to.
         return "buyer_removed"
@@ -328,7 +332,7 @@ def recovery_send_time_objection(*, session: CheckoutSession) -> str:
 
 def _person_claim(*, site_id: uuid.UUID, email: str, session_ids: list[uuid.UUID], now: datetime, result: ScanResult) -> None:
     """Claim one person's due sessions for one site and queue at most one reminder for them."""
-    due = Q(status=CheckoutSession.Status.CHECKOUT_CREATED, reminder_sent_at__isnull=True)
+    due = Q(status=CheckoutSession.Status.CHECKOUT_CREATED, reminder_sent_at__isnull=True, closed_at__isnull=True)
     with transaction.atomic():
         # SKIP LOCKED: rows another tick (or a webhook) holds are theirs; we never wait on them, and
         # they never wait on us for rows we do not need, so two ticks cannot deadlock.
@@ -405,10 +409,12 @@ class RecoveryOfferExpired(Exception):
 
 
 class RecoverySiteUnavailable(SiteNotForSale):
-    def __init__(self, session: CheckoutSession, *, already_yours: bool) -> None:
+    def __init__(self, session: CheckoutSession, *, already_yours: bool, charged: Payment | None = None) -> None:
         super().__init__(session.site.slug)
         self.session = session
         self.already_yours = already_yours
+        # Sold to someone else after this buyer paid through the offer: their refund is on its way.
+        self.charged = charged
 
 
 def recovery_session_get(*, token: str) -> CheckoutSession:
@@ -467,7 +473,13 @@ def _site_available_or_raise(*, session: CheckoutSession, site: Site) -> None:
         return
     email = _normalise(session.customer_email)
     owner_email = _normalise(cast(CustomerUser, site.owner).email) if site.owner_id else ""
-    raise RecoverySiteUnavailable(session, already_yours=bool(owner_email) and owner_email == email)
+    already_yours = bool(owner_email) and owner_email == email
+    charged = None
+    if not already_yours:
+        charged = Payment.objects.filter(
+            Q(checkout_session=session) | Q(checkout_session__recovered_from=session), flag=Payment.Flag.NEEDS_REFUND,
+        ).order_by("-paid_at").first()
+    raise RecoverySiteUnavailable(session, already_yours=already_yours, charged=charged)
 
 
 def recovery_payload(session: CheckoutSession) -> JsonObject:

@@ -107,9 +107,12 @@ class RefundRequestResult:
         return f"Recurrente answered that refund {self.refund.recurrente_refund_id} of {reference} is {status}; nothing was refunded."
 
 
-def payment_refund_request(*, payment_id: int, staff_user: CustomerUser | None) -> RefundRequestResult:
+def payment_refund_request(
+    *, payment_id: int, staff_user: CustomerUser | None, source: str = Refund.Source.STAFF_REQUEST,
+) -> RefundRequestResult:
     """Ask Recurrente to refund the payment in full and apply its answer. Raises RefundRefused or
-    RefundFailed (nothing changed), or RefundOutcomeUnknown (the payment is marked and blocked)."""
+    RefundFailed (nothing changed), or RefundOutcomeUnknown (the payment is marked and blocked).
+    `source`: who asked (staff in admin, or the automatic refund of a site sold first)."""
     payment = Payment.objects.get(pk=payment_id)
     _refundable_or_raise(payment)
     marker = f"refund-in-flight:{payment.pk}"
@@ -132,7 +135,7 @@ def payment_refund_request(*, payment_id: int, staff_user: CustomerUser | None) 
             with transaction.atomic():
                 payment = Payment.objects.select_for_update(of=("self",)).select_related("site").get(pk=payment.pk)
                 refund = _refund_row(
-                    state=state, payment=payment, source=Refund.Source.STAFF_REQUEST, requested_by=staff_user,
+                    state=state, payment=payment, source=source, requested_by=staff_user,
                 )
                 # No status (the shape is unverified) is not proof the money went back: poll it.
                 _refund_state_apply(refund=refund, payment=payment, state=state, news=True)

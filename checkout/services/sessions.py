@@ -75,14 +75,20 @@ def checkout_session_open(*, site_id: uuid.UUID, opening: SessionOpening) -> Che
     if reused:
         logger.info("checkout session %s reused for site %s", session.pk, site_id)
         return session
-    return checkout_create(session_id=session.pk, payload_builder=opening.payload)
+    session = checkout_create(session_id=session.pk, payload_builder=opening.payload)
+    if session.closed_at:
+        # The site sold while Recurrente was creating this checkout: never send the buyer to pay.
+        # The checkout is stored, so the reconciler still watches it until it expires.
+        opening.site_check(Site.objects.get(pk=site_id))
+    return session
 
 
 def _session_open_or_create(*, site_id: uuid.UUID, opening: SessionOpening) -> tuple[CheckoutSession, bool]:
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
         opening.site_check(site)
-        recent = opening.recent(site).order_by("-created_at")
+        # A checkout closed by a sale is never handed out again (site_sold.py).
+        recent = opening.recent(site).filter(closed_at__isnull=True).order_by("-created_at")
         open_session = recent.filter(status__in=opening.reusable_statuses).exclude(checkout_url="").first()
         if open_session is not None:
             return open_session, True

@@ -46,7 +46,7 @@ def test_a_buyer_who_lost_the_race_for_the_site_is_told_about_the_refund(client,
     # Fulfilment flags such a payment for refund and completes the session without an owner link.
     CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.COMPLETED, completed_at=timezone.now())
     body = page(client, session.pk).content.decode()
-    assert "claimed just before you" in body and "refunded in full" in body
+    assert "just sold to someone else" in body and "started a full refund" in body
     assert "is yours" not in body and "Go to your dashboard" not in body
     assert client.get(f"/checkout/success/status/?session={session.pk}").json() == {"state": "refund"}
 

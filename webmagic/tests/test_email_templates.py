@@ -39,6 +39,8 @@ SUBJECTS = [
     (K.RECOVERY_REMINDER, {"site_name": NAME, "discount_percent": 10, "window_hours": 48},
      "Tom & Jerry's Café is still waiting for you — 10% off for 48 hours"),
     (K.REFUND, {"site_name": NAME, "amount": "$495"}, "Your refund for Tom & Jerry's Café: $495"),
+    (K.SITE_SOLD_REFUND, {"site_name": NAME, "amount": "$495"},
+     "Tom & Jerry's Café was sold just before your payment — your $495 is being refunded"),
     (K.EDIT_REQUEST, {"site_name": NAME, "status": "pending"}, "We received your change request for Tom & Jerry's Café"),
     (K.EDIT_REQUEST, {"site_name": NAME, "status": "in_progress"},
      "We're working on your change request for Tom & Jerry's Café"),
