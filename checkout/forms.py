@@ -3,6 +3,8 @@ from django import forms
 from customers.models import normalize_email_address
 
 NAME_MAX_LENGTH = 120
+# A receipt, an invoice and every email greet the buyer by this name: one letter is a slip, not a name.
+NAME_MIN_LETTERS = 2
 
 
 class PurchaseForm(forms.Form):
@@ -21,6 +23,10 @@ class PurchaseForm(forms.Form):
         name = " ".join(self.cleaned_data["full_name"].split())
         if any(not ch.isprintable() for ch in name):
             raise forms.ValidationError("Please use letters, spaces and common punctuation only.")
+        if sum(ch.isalpha() for ch in name) < NAME_MIN_LETTERS:
+            raise forms.ValidationError(
+                "Please enter your full name as it should appear on your receipt (at least two letters).", code="too_short",
+            )
         return name
 
     def clean_email(self):

@@ -27,7 +27,8 @@ LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Names that never reach the public internet, or that only we may use.
 RESERVED_SUFFIXES = ("localhost", "local", "localdomain", "internal", "invalid", "test", "example", "arpa", "onion")
 
-FORMAT_MESSAGE = "Enter a domain name like www.example.com (without http:// or a path)."
+FORMAT_MESSAGE = "Enter a domain name like www.example.com."
+WEB_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 
 
 def _own_hosts() -> list[str]:
@@ -38,12 +39,20 @@ def _own_hosts() -> list[str]:
     return [h for h in hosts if h]
 
 
+def _host_of_pasted_address(value: str) -> str:
+    """Owners paste their address from the browser bar (`https://www.example.com/`): keep the
+    host. Only http(s) is taken off; any other scheme, a port or a user@ still reaches the checks
+    below and is refused, since it is not clear what was meant."""
+    return re.split(r"[/?#]", WEB_SCHEME.sub("", value), maxsplit=1)[0]
+
+
 def domain_normalise(value: str) -> str:
     """The canonical form of a domain an owner typed, or ValidationError saying what is wrong.
 
-    Strip spaces and the trailing dot, lower-case, IDNA-encode (so `bücher.de` is stored as
-    `xn--bcher-kva.de`, the form browsers send in `Host`), then insist on a public hostname."""
-    domain = (value or "").strip().lower().rstrip(".")
+    Strip spaces, an address's http(s):// and path, and the trailing dot, lower-case, IDNA-encode
+    (so `bücher.de` is stored as `xn--bcher-kva.de`, the form browsers send in `Host`), then insist
+    on a public hostname."""
+    domain = _host_of_pasted_address((value or "").strip().lower()).rstrip(".")
     if not domain:
         raise ValidationError("Enter your domain name.", code="required")
     if "/" in domain or ":" in domain or "@" in domain or " " in domain:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("", site_views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("livez/", views.livez, name="livez"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/login/", customer_views.admin_login),  # rate-limited like the portal's login
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/payments-health/", admin.site.admin_view(payments_health_view), name="admin_payments_health"),

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -91,3 +92,10 @@ def ratelimited(request, exception):
     response = render(request, "429.html", status=429)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+@require_GET
+def favicon(request):
+    """Browsers (and the admin, whose pages link no icon) ask for /favicon.ico: send them to ours.
+    A temporary redirect, since the static file's hashed name changes with each deploy."""
+    return redirect(static("img/favicon.svg"))

@@ -87,6 +87,8 @@ def test_price_comes_from_the_site(client, preview_site, checkout_created):
         ({"full_name": "Ana", "email": "a@b@example.com"}, "email", "valid email"),
         ({"full_name": "Ana", "email": ("x" * 250) + "@example.com"}, "email", "at most 254"),
         ({"full_name": "Ana\x00Bob", "email": "a@example.com"}, "full_name", "Null characters are not allowed"),
+        ({"full_name": "M", "email": "a@example.com"}, "full_name", "at least two letters"),
+        ({"full_name": " J. ", "email": "a@example.com"}, "full_name", "at least two letters"),
     ],
 )
 def test_bad_input_rerenders_with_errors_and_saves_nothing(client, preview_site, checkout_created, data, field, message):
@@ -94,7 +96,7 @@ def test_bad_input_rerenders_with_errors_and_saves_nothing(client, preview_site,
     assert response.status_code == 400
     body = response.content.decode()
     assert message in body
-    assert f'id="id_{field}-errors"' in body
+    assert f'id="id_{field}_error"' in body and f'aria-describedby="id_{field}_error"' in body
     assert CheckoutSession.objects.count() == 0
     assert sent_checkout_requests(checkout_created) == []
 
@@ -274,3 +276,11 @@ def test_a_checkout_url_outside_recurrente_is_refused(client, preview_site, recu
     assert response.status_code == 503  # the try-again page, never a redirect elsewhere
     session = CheckoutSession.objects.get()
     assert session.status == CheckoutSession.Status.INITIATED and "outside" in session.checkout_error
+
+
+@pytest.mark.parametrize("name", ["Li", "Ó Sé", "王伟"])
+def test_short_real_names_are_accepted(name):
+    from checkout.forms import PurchaseForm
+
+    form = PurchaseForm({"full_name": name, "email": "a@example.com"})
+    assert form.is_valid(), form.errors

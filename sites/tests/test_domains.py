@@ -89,6 +89,11 @@ def age(record, **delta):
     ("joes-pipes.co.uk", "joes-pipes.co.uk"),
     ("Bücher.de", "xn--bcher-kva.de"),
     ("a" * 63 + ".com", "a" * 63 + ".com"),
+    # Pasted from the browser's address bar: the host is kept, the rest dropped.
+    ("https://www.example.com/", "www.example.com"),
+    ("  HTTP://Joes.com  ", "joes.com"),
+    ("https://www.joespipes.com/about?ref=1#top", "www.joespipes.com"),
+    ("joespipes.com/", "joespipes.com"),
 ])
 def test_domains_are_normalised(typed, stored):
     assert domain_normalise(typed) == stored
@@ -97,7 +102,8 @@ def test_domains_are_normalised(typed, stored):
 @pytest.mark.parametrize("typed", [
     "", "   ", "joespipes", "localhost", "shop.localhost", "printer.local", "site.test", "example.invalid",
     "1.2.3.4", "127.0.0.1", "::1", "[::1]", "-joes.com", "joes-.com", "joes..com", ".joes.com", "joes_pipes.com",
-    "http://joes.com", "joes.com/about", "joes.com:8080", "joe@joes.com", "joes pipes.com", "joes.123",
+    "https://", "ftp://joes.com", "https://joes.com:8080/", "https://joe@joes.com/",
+    "joes.com:8080", "joe@joes.com", "joes pipes.com", "joes.123",
     "a" * 64 + ".com", ".".join(["a" * 60] * 5),  # a label over 63, a name over 253
     "testserver", "shop.testserver",  # SITE_URL's host (tests: http://testserver) and its subdomains are ours
 ])
@@ -121,13 +127,19 @@ def test_an_active_owner_adds_a_domain_and_sees_the_record_to_publish(owner_clie
     assert 'class="status-pill status-domain-pending">Pending' in body
 
 
+def test_a_pasted_address_is_cleaned_to_its_domain(owner_client, site):
+    response = owner_client.post(URL, {"domain": "https://www.example.com/"})
+    assert response.status_code == 303
+    assert DomainVerificationRecord.objects.get().domain == "www.example.com"
+
+
 def test_each_domain_gets_its_own_unguessable_value(site, owner):
     one = services.domain_claim(site_id=site.pk, user=owner, domain="one.joespipes.com")
     two = services.domain_claim(site_id=site.pk, user=owner, domain="two.joespipes.com")
     assert one.txt_record_value != two.txt_record_value
 
 
-@pytest.mark.parametrize("typed", ["localhost", "joes.com/about", "8.8.8.8", "x" * 300, ""])
+@pytest.mark.parametrize("typed", ["localhost", "joes.com:8080", "8.8.8.8", "x" * 300, ""])
 def test_bad_input_re_renders_the_form_with_an_error(owner_client, site, typed):
     response = owner_client.post(URL, {"domain": typed})
     assert response.status_code == 400
