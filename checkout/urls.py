@@ -9,6 +9,7 @@ urlpatterns = [
     path("sites/<slug:slug>/purchase/", views.purchase, name="purchase"),
     path("checkout/success/", views.success, name="success"),
     path("checkout/success/status/", views.success_status, name="success_status"),
+    path("checkout/success/password/", views.success_password_set, name="success_password"),
     path("checkout/recover/<str:token>/", views.recover, name="recover"),
     path("checkout/unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

@@ -1,10 +1,16 @@
 from django.conf import settings
+from django.contrib import messages
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from customers import services as customer_services
+from customers.forms import FirstPasswordForm
+from customers.ratelimits import success_password_limits
 from sites.models import Site
 from webmagic.http import client_ip, see_other
 from webmagic.models import EmailSuppression
@@ -13,7 +19,7 @@ from webmagic.ratelimit import FAIL_OPEN, ratelimit
 
 from . import selectors, tasks
 from .forms import PurchaseForm
-from .services import recovery
+from .services import recovery, success_password
 from .services.purchase import RequestContext, SiteNotForSale, purchase_start
 from .services.sessions import CheckoutUnavailable
 
@@ -46,6 +52,7 @@ def purchase(request, slug):
         except CheckoutUnavailable:
             retry_form = PurchaseForm(initial=form.cleaned_data)  # tidy values, no stale errors
             return render(request, "checkout/try_again.html", {"site": site, "form": retry_form}, status=503)
+        success_password.checkout_bind_to_browser(browser_session=request.session, checkout_session=session)
         return see_other(session.checkout_url)
     return render(request, "checkout/purchase.html", {"site": site, "form": form}, status=400 if form.errors else 200)
 
@@ -53,13 +60,54 @@ def purchase(request, slug):
 @never_cache
 @require_GET
 def success(request):
+    session = _success_session_or_404(request)
+    state = _payment_state_nudged(session)
+    account = success_password.success_password_account(
+        browser_session=request.session, checkout_session=session, state=state,
+    )
+    return _success_page(request, session, state, password_form=FirstPasswordForm(account) if account else None)
+
+
+@sensitive_post_parameters("new_password1", "new_password2")
+@never_cache
+@require_POST
+@success_password_limits
+def success_password_set(request):
+    """The success page's "choose your password" form: the paying browser only, once (see the service)."""
+    session = _success_session_or_404(request)
+    state = selectors.payment_state(session)
+    account = success_password.success_password_account(
+        browser_session=request.session, checkout_session=session, state=state,
+    )
+    back_to_page = reverse("checkout:success") + f"?session={session.pk}"
+    if account is None:
+        return see_other(back_to_page)  # not this browser's to set, or already set: the ordinary page
+    form = FirstPasswordForm(account, request.POST)
+    if not form.is_valid():
+        return _success_page(request, session, state, password_form=form, status=400)
+    try:
+        user = customer_services.customer_password_set_after_purchase(user=account, password=form.cleaned_data["new_password1"])
+    except customer_services.PasswordAlreadySet:
+        return see_other(back_to_page)
+    # login() rotates the session key, so a session fixed before this moment is worthless.
+    customer_services.customer_login(request=request, user=user)
+    messages.success(request, "Your password is saved and you are signed in. Welcome to your dashboard.")
+    return redirect(settings.LOGIN_REDIRECT_URL)
+
+
+def _success_session_or_404(request):
     session = selectors.session_for_success_page(raw_id=request.GET.get("session"))
     if session is None:
         raise Http404("No such checkout")
-    state = _payment_state_nudged(session)
+    return session
+
+
+def _success_page(request, session, state, *, password_form, status=200):
     return render(
         request, "checkout/success.html",
-        {"session": session, "site": session.site, "state": state, "masked_email": _mask_email(session.customer_email)},
+        {"session": session, "site": session.site, "state": state, "masked_email": _mask_email(session.customer_email),
+         "password_form": password_form},
+        status=status,
     )
 
 
@@ -76,7 +124,7 @@ def _payment_state_nudged(session) -> str:
     """The buyer's payment state; while nothing is confirmed, Recurrente is asked right away (in
     the background) instead of waiting for a webhook that test keys may never send."""
     state = selectors.payment_state(session)
-    if state in ("confirming", "in_progress", "site_sold"):  # a closed checkout may still have been paid
+    if state in ("confirming", "in_progress"):
         tasks.checkout_reconcile_soon(session=session)
     return state
 
@@ -149,8 +197,7 @@ def recover(request, token):
     except recovery.RecoverySiteUnavailable as exc:
         return render(
             request, "checkout/recover_unavailable.html",
-            {"site": exc.session.site, "already_yours": exc.already_yours, "charged": exc.charged},
-            status=200 if exc.already_yours else 409,
+            {"site": exc.session.site, "already_yours": exc.already_yours}, status=200 if exc.already_yours else 409,
         )
     except recovery.RecoveryOfferExpired as exc:
         original = exc.session
@@ -162,6 +209,7 @@ def recover(request, token):
         )
     except CheckoutUnavailable as exc:
         return render(request, "checkout/recover_try_again.html", {"site": exc.session.site, "retry_url": request.path}, status=503)
+    success_password.checkout_bind_to_browser(browser_session=request.session, checkout_session=session)
     return see_other(session.checkout_url)
 
 

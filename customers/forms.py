@@ -91,3 +91,11 @@ class AccountPasswordChangeForm(PasswordChangeForm):
 
     def save(self, commit=True):
         raise NotImplementedError("use customers.services.customer_password_change")
+
+
+class FirstPasswordForm(ChoosePasswordForm):
+    """The same rules, on the success page, where the news ("it's yours!") must keep the focus."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["new_password1"].widget.attrs.pop("autofocus", None)

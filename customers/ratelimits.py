@@ -18,6 +18,8 @@ PASSWORD_RESET_EMAIL_RATES = ("3/15m", "10/d")
 VERIFY_RESEND_IP_RATES = ("5/m", "30/h")
 VERIFY_RESEND_EMAIL_RATES = ("3/15m", "10/d")
 PASSWORD_CHANGE_RATE = "10/h"
+SUCCESS_PASSWORD_IP_RATES = ("10/m", "60/h")
+SUCCESS_PASSWORD_CHECKOUT_RATES = ("10/m", "30/h")
 
 
 def _post_email(field: str):
@@ -74,3 +76,17 @@ def _password_change_rate(group, request) -> str | None:
 def password_change_limits(view):
     """Slows down guessing the current password from a stolen session."""
     return _limit(group="password-change", key="user_or_ip", rate=_password_change_rate, action="change your password")(view)
+
+
+def _checkout_param(group, request) -> str:
+    return request.GET.get("session", "")[:64]
+
+
+def success_password_limits(view):
+    """The success page's first-password form, per IP and per checkout (the account it names)."""
+    action = "save your password"
+    for rate in SUCCESS_PASSWORD_IP_RATES:
+        view = _limit(group="success-password-ip", key="ip", rate=rate, action=action)(view)
+    for rate in SUCCESS_PASSWORD_CHECKOUT_RATES:
+        view = _limit(group="success-password-checkout", key=_checkout_param, rate=rate, action=action)(view)
+    return view

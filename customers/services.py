@@ -83,6 +83,34 @@ def customer_password_set_from_link(*, user: CustomerUser, password: str) -> Cus
     return user
 
 
+class PasswordAlreadySet(Exception):
+    """The account got a password meanwhile (another tab, the emailed link): nothing was changed."""
+
+
+@transaction.atomic
+def customer_password_set_after_purchase(*, user: CustomerUser, password: str) -> CustomerUser:
+    """Set the first password from the success page of the purchase that created the account
+    (checkout.services.success_password decides who may). Once only: the row lock and the check
+    under it mean a double submit, or the emailed link used at the same moment, sets one password
+    and the other gets PasswordAlreadySet. The new hash spends the welcome email's link.
+
+    The address counts as verified, as with the emailed link: the account holds nothing but what
+    this browser has just paid for, and whoever reads the inbox can still take it over with a
+    reset link (a password change signs every other session out)."""
+    user = CustomerUser.objects.select_for_update().get(pk=user.pk)
+    if user.has_usable_password():
+        raise PasswordAlreadySet(user.pk)
+    user.set_password(password)
+    fields = ["password", "updated_at"]
+    if not user.email_verified:
+        user.email_verified = True
+        user.email_verified_at = timezone.now()
+        fields += ["email_verified", "email_verified_at"]
+    user.save(update_fields=fields)
+    logger.info("customer %s set a password from the success page", user.pk)
+    return user
+
+
 # --- Signing in ---------------------------------------------------------------------------------
 
 def customer_login(*, request: HttpRequest, user: CustomerUser) -> None:

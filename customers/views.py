@@ -102,7 +102,18 @@ class LoginView(auth_views.LoginView):
 
 
 login_view = LoginView.as_view()
-logout_view = auth_views.LogoutView.as_view(next_page=reverse_lazy("customers:login"))
+class LogoutView(auth_views.LogoutView):
+    next_page = reverse_lazy("customers:login")
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        # After logout() flushed the old session, so the message lives in the fresh one and is
+        # shown once, on the sign-in page the redirect lands on.
+        messages.info(request, "You are signed out. Sign in again any time.")
+        return response
+
+
+logout_view = LogoutView.as_view()
 # The admin's own login form gets the same limits, sharing the portal's counters (webmagic/urls.py).
 admin_login = login_limits(admin.site.login)
 

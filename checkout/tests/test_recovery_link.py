@@ -132,8 +132,7 @@ def test_a_sold_site_shows_a_clear_message(client, preview_site, checkout_create
     Site.objects.filter(pk=preview_site.pk).update(status=Site.Status.OWNED, owner=CustomerFactory(email="other@example.com"))
     response = client.get(recover_url(original))
     assert response.status_code == 409
-    body = response.content.decode()
-    assert "was just sold to someone else" in body and "You have not been charged" in body
+    assert "already been claimed" in response.content.decode()
     assert checkout_posts(checkout_created) == []
 
 
@@ -263,7 +262,8 @@ def test_the_pages_run_a_fixed_number_of_queries(client, preview_site, checkout_
     for _ in range(3):  # more rows of the same person must not mean more queries
         reminded_session(preview_site)
     client.get(recover_url(original))  # creates the discounted checkout
-    with django_assert_max_num_queries(8):
+    # 9: the browser's session is read, to remember the checkout it reused (success-page password).
+    with django_assert_max_num_queries(9):
         assert client.get(recover_url(original)).status_code == 303  # reuse
     with django_assert_max_num_queries(3):
         assert client.get(unsubscribe_url(original)).status_code == 200
