@@ -219,6 +219,18 @@ def test_a_payment_after_the_sale_is_recorded_refunded_once_and_the_buyer_and_st
     assert "just sold to someone else" in body and "started a full refund" in body
 
 
+def test_staff_see_the_automatic_refund_on_the_payment_in_admin(winner, late, deliver, recurrente_api, staff_client):
+    recurrente_api.add(responses_lib.POST, f"{API}/refunds", json=refund_answer("pending"), status=201)
+    sell(deliver, winner)
+    deliver(payment_event(session=late, payment_id="pa_late"))
+    payment = Payment.objects.get(recurrente_payment_id="pa_late")
+
+    body = staff_client.get(f"/admin/checkout/payment/{payment.pk}/change/").content.decode()
+
+    assert RE_ID in body and "Requested automatically: the site had already been sold" in body
+    assert "refund started automatically" in body
+
+
 def test_duplicate_deliveries_and_a_second_task_run_change_nothing(winner, late, deliver, recurrente_api):
     recurrente_api.add(responses_lib.POST, f"{API}/refunds", json=refund_answer("pending"), status=201)
     sell(deliver, winner)
