@@ -124,7 +124,7 @@ def _payment_state_nudged(session) -> str:
     """The buyer's payment state; while nothing is confirmed, Recurrente is asked right away (in
     the background) instead of waiting for a webhook that test keys may never send."""
     state = selectors.payment_state(session)
-    if state in ("confirming", "in_progress"):
+    if state in ("confirming", "in_progress", "site_sold"):  # a closed checkout may still have been paid
         tasks.checkout_reconcile_soon(session=session)
     return state
 
@@ -197,7 +197,8 @@ def recover(request, token):
     except recovery.RecoverySiteUnavailable as exc:
         return render(
             request, "checkout/recover_unavailable.html",
-            {"site": exc.session.site, "already_yours": exc.already_yours}, status=200 if exc.already_yours else 409,
+            {"site": exc.session.site, "already_yours": exc.already_yours, "charged": exc.charged},
+            status=200 if exc.already_yours else 409,
         )
     except recovery.RecoveryOfferExpired as exc:
         original = exc.session
