@@ -19,6 +19,7 @@ from django.core import mail
 
 from checkout import sandbox
 from customers.emails import password_reset_path, set_password_path
+from customers.models import CustomerUser
 from sites import services as site_services
 from sites.models import Site
 from sites.services import site_version_publish
@@ -68,15 +69,16 @@ def held_deliveries(monkeypatch, settings, live_server):
 class Audit:
     """Runs axe on the page as it is now, keeps what fails, and saves a screenshot of it."""
 
-    def __init__(self, page, width, screenshot):
+    def __init__(self, page, width, screenshot, first_number=1):
         self.page, self.width, self.screenshot = page, width, screenshot
+        self.first_number = first_number
         self.failures: list[str] = []
         self.seen: list[str] = []
 
     def check(self, name: str):
         self.page.wait_for_load_state("load")
         self.seen.append(name)
-        self.screenshot(self.page, f"a11y-{self.width}-{len(self.seen):02d}-{name}")
+        self.screenshot(self.page, f"a11y-{self.width}-{self.first_number + len(self.seen) - 1:02d}-{name}")
         for violation in self.page.evaluate(AXE_RUN):
             line = f"{name} ({self.page.url}): {violation['impact']} {violation['id']} — {violation['help']} at {violation['targets']}"
             if violation["impact"] in FAILING_IMPACTS:
@@ -201,6 +203,12 @@ def walk_the_buyers_pages(page, audit, url, site, held_deliveries):
     assert audit.focused_id() == "id_description"
     audit.check("portal-edits-error")
 
+    CustomerUser.objects.filter(pk=owner.pk).update(email_verified=False)
+    page.goto(f"{url}/portal/")
+    page.get_by_text(owner.email).first.wait_for()
+    audit.check("verify-required")
+    CustomerUser.objects.filter(pk=owner.pk).update(email_verified=True)
+
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_load_state("load")
     page.goto(f"{url}/portal/login/")
@@ -228,3 +236,62 @@ def walk_the_buyers_pages(page, audit, url, site, held_deliveries):
     page.goto(f"{url}/no-such-page/")
     audit.check("not-found")
     assert mail.outbox  # the purchase and the reset sent their emails on the way
+
+
+def page_from_template(page, url, path, template, status):
+    """Pages the walk cannot reach on demand (429, 500, 503) rendered by Django from their real
+    templates and served at a URL of the live server, so the real stylesheet and CSP apply."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(path)
+    request.user = AnonymousUser()
+    html = render_to_string(template, request=request)
+    page.route(f"{url}{path}", lambda route: route.fulfill(status=status, body=html, content_type="text/html; charset=utf-8"))
+    page.goto(f"{url}{path}")
+
+
+@pytest.mark.parametrize("width", list(VIEWPORTS))
+def test_recovery_unsubscribe_and_error_pages_pass_axe_at_both_widths(chromium, live_server, site, screenshot, width):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from checkout.services.recovery import recovery_token_make, unsubscribe_token_make
+    from checkout.tests.factories import CheckoutSessionFactory
+    from customers.tests.factories import CustomerFactory
+    from sites.tests.factories import SiteFactory, SiteVersionFactory
+
+    url = live_server.url
+    sold = SiteFactory(slug="tacos-ana", business_name="Tacos Ana", status=Site.Status.OWNED,
+                       owner=CustomerFactory(email="ana@example.com"), purchased_at=timezone.now())
+    someone_elses = CheckoutSessionFactory(site=sold, status="abandoned", reminder_sent_at=timezone.now())
+    expired = CheckoutSessionFactory(site=site, status="abandoned", reminder_sent_at=timezone.now() - timedelta(days=30))
+    SiteVersionFactory(site=sold)
+
+    context = chromium.new_context(**VIEWPORTS[width])
+    context.add_init_script(path=str(AXE))
+    page = watched_page(context)
+    audit = Audit(page, width, screenshot, first_number=41)  # after the buyer's walk in the folder listing
+    try:
+        page.goto(f"{url}/checkout/recover/{recovery_token_make(session_id=someone_elses.pk)}/")
+        page.get_by_text("Tacos Ana").first.wait_for()
+        audit.check("recover-site-sold")
+        page.goto(f"{url}/checkout/recover/{recovery_token_make(session_id=expired.pk)}/")
+        page.locator("#id_full_name").wait_for()
+        audit.check("recover-offer-ended")
+        page.goto(f"{url}/checkout/unsubscribe/{unsubscribe_token_make(session_id=expired.pk)}/")
+        audit.check("unsubscribe")
+        page.get_by_role("button").filter(has_text=re.compile("unsubscribe|stop", re.I)).first.click()
+        page.get_by_text("You're unsubscribed").wait_for()
+        audit.check("unsubscribe-done")
+        for path, template, status in [("/__429__/", "429.html", 429), ("/__500__/", "500.html", 500),
+                                       ("/__503__/", "503.html", 503)]:
+            page_from_template(page, url, path, template, status)
+            audit.check(f"error-{status}")
+    finally:
+        context.close()
+    assert len(audit.seen) == 7
+    assert not audit.failures, "axe found serious or critical violations:\n" + "\n".join(audit.failures)
+    assert not [e for e in page.console_errors if "Content Security Policy" in e]

@@ -203,3 +203,14 @@ def test_the_txt_record_has_a_copy_button_and_stays_on_one_line(owner_client, ow
     assert f'<code id="txt-value-{record.pk}" tabindex="0">{record.txt_record_value}</code>' in body
     assert f'data-copy="txt-value-{record.pk}"' in body and f'data-copy="txt-name-{record.pk}"' in body
     assert "js/copy.js" in body
+
+
+def test_the_server_error_page_renders_without_context_and_has_icon_h1_and_landmarks():
+    from django.template import Context
+    from django.template.loader import get_template
+
+    # Django's server_error view renders 500.html with an empty context: it must work so.
+    html = get_template("500.html").template.render(Context())
+    page = Page(html)
+    assert page.tags.get("h1") == 1 and page.tags.get("main") == 1 and page.tags.get("header") == 1
+    assert 'rel="icon"' in html
