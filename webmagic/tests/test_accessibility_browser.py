@@ -215,6 +215,11 @@ def walk_the_buyers_pages(page, audit, url, site, held_deliveries):
     audit.check("login")
     page.fill("#id_username", EMAIL)
     page.fill("#id_password", "not the password")
+    # Tabbing onto the indigo button draws the thick ring (keyboard focus, so :focus-visible).
+    page.keyboard.press("Tab")
+    ring = page.evaluate("""() => { const el = document.activeElement, style = getComputedStyle(el);
+        return [el.textContent.trim(), style.outlineStyle, style.outlineWidth, style.outlineColor]; }""")
+    assert ring == ["Sign in", "solid", "3px", "rgb(17, 24, 39)"]
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("don't match an account").wait_for()
     audit.check("login-error")
