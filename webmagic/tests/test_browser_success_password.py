@@ -10,6 +10,7 @@ from django.core import mail
 
 from customers.models import CustomerUser
 from webmagic.tests.conftest import watched_page
+from webmagic.tests.test_accessibility_browser import AXE, AXE_RUN, FAILING_IMPACTS
 from webmagic.tests.test_browser_journeys import EMAIL, PASSWORD, held_deliveries, site  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -21,6 +22,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 def sized_page(request, chromium):
     phone = request.param == "phone"
     context = chromium.new_context(viewport=SIZES[request.param], is_mobile=phone, has_touch=phone)
+    context.add_init_script(path=str(AXE))
     page = watched_page(context)
     page.size_name = request.param
     yield page
@@ -31,6 +33,11 @@ def script_errors(page):
     """Our scripts' failures and CSP refusals (the 400 of a refused form, or the sandboxed site
     frame blocking the site's own scripts, are expected)."""
     return [e for e in page.console_errors if "Content Security Policy" in e or "Uncaught" in e]
+
+
+def axe_failures(page):
+    """Serious or critical axe-core violations on the page as it is now (WCAG 2.2 AA, part 5)."""
+    return [f"{v['id']} at {v['targets']}" for v in page.evaluate(AXE_RUN) if v["impact"] in FAILING_IMPACTS]
 
 
 def buy_and_pay(page, live_server, *, pay=True):
@@ -59,6 +66,7 @@ def test_the_paying_browser_sets_its_password_on_the_success_page_and_lands_in_t
     assert page.get_by_text("LA Plumbing Pros is yours!").is_visible()
     assert page.get_by_role("link", name="Go to your dashboard").count() == 0
     screenshot(page, f"success-password-1-form-{size}")
+    assert not axe_failures(page)
 
     # Django's validators, shown on the same page with the news kept.
     page.fill("#id_new_password1", "12345678901")
@@ -66,7 +74,9 @@ def test_the_paying_browser_sets_its_password_on_the_success_page_and_lands_in_t
     page.get_by_role("button", name=re.compile("Save password")).click()
     page.get_by_text("This password is entirely numeric.").wait_for()
     assert page.get_by_text("LA Plumbing Pros is yours!").is_visible()
+    assert page.evaluate("() => document.activeElement.id") == "id_new_password2"  # the field with the error
     screenshot(page, f"success-password-2-weak-{size}")
+    assert not axe_failures(page)
 
     page.fill("#id_new_password1", PASSWORD)
     page.fill("#id_new_password2", PASSWORD)
@@ -93,6 +103,7 @@ def test_the_paying_browser_sets_its_password_on_the_success_page_and_lands_in_t
     page.wait_for_url(re.compile(r"/portal/login/"))
     assert page.get_by_text("You are signed out.").is_visible()
     screenshot(page, f"success-password-4-signed-out-{size}")
+    assert not axe_failures(page)
 
 
 def test_a_slow_confirmation_says_what_to_do_and_a_paid_sandbox_page_offers_no_cancel(
@@ -119,6 +130,7 @@ def test_a_slow_confirmation_says_what_to_do_and_a_paid_sandbox_page_offers_no_c
     assert page.locator("#payment-slow a[href^='mailto:']").count() == 1
     slow.scroll_into_view_if_needed()
     screenshot(page, f"success-password-5-slow-{size}")
+    assert not axe_failures(page)
 
     page.goto(sandbox_url)
     assert page.get_by_text("Cancel and go back").is_visible()
@@ -128,6 +140,7 @@ def test_a_slow_confirmation_says_what_to_do_and_a_paid_sandbox_page_offers_no_c
     assert page.get_by_text("This checkout is paid.").is_visible()
     assert page.get_by_text("Cancel and go back").count() == 0
     screenshot(page, f"success-password-6-sandbox-paid-{size}")
+    assert not axe_failures(page)
     page.get_by_role("link", name=re.compile("Continue to WebMagic")).click()
     page.wait_for_url(re.compile(r"/checkout/success/\?session="))
     assert not script_errors(page)
@@ -157,6 +170,7 @@ def test_a_recovered_checkout_shows_its_discount_and_offers_the_password_to_the_
     page.get_by_role("heading", name="Choose your password").wait_for()
     assert page.get_by_text("10% off applied — you paid $445.50 instead of $495.").is_visible()
     screenshot(page, f"success-password-7-discount-{size}")
+    assert not axe_failures(page)
     page.fill("#id_new_password1", PASSWORD)
     page.fill("#id_new_password2", PASSWORD)
     page.get_by_role("button", name=re.compile("Save password")).click()
