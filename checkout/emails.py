@@ -50,9 +50,23 @@ def receipt_email_queue(*, site: Site, session: CheckoutSession, payment: Paymen
             "site_url": site_page_url(site),
             "portal_url": absolute_url(reverse("portal:dashboard")),
             "hosting_price": format_usd(site.monthly_amount),
+            **receipt_discount(session=session, payment=payment),
         },
         dedupe_key=f"receipt:{payment.recurrente_payment_id}", user=user, checkout_session=session,
     )
+
+
+def receipt_discount(*, session: CheckoutSession, payment: Payment) -> dict:
+    """The receipt's "price, discount, paid" lines when the checkout carried a recovery offer;
+    nothing otherwise. The price before it is the abandoned checkout's (what they were offered)."""
+    if not session.discount_percent:
+        return {}
+    before = session.recovered_from.amount if session.recovered_from_id else session.site.purchase_amount
+    return {
+        "original_price": format_money(before, payment.currency),
+        "discount": format_money(before - payment.amount, payment.currency),
+        "discount_percent": session.discount_percent,
+    }
 
 
 def paid_with(payment: Payment) -> str:

@@ -135,6 +135,13 @@ def email_alert_staff(*, subject: str, body: str, dedupe_key: str | None = None)
     return logs
 
 
+def customer_greeting(name: str) -> str:
+    """The one greeting of every customer email: "Hi María," from the first word of the name
+    they gave ("María José Pérez" too), or "Hi," when we have none."""
+    words = str(name).split()
+    return f"Hi {words[0]}," if words else "Hi,"
+
+
 def email_render(log: EmailLog) -> EmailMultiAlternatives:
     context = {
         "SITE_URL": settings.SITE_URL,
@@ -146,6 +153,8 @@ def email_render(log: EmailLog) -> EmailMultiAlternatives:
     builder = context_builder_for(log.kind)
     if builder:
         context.update(builder(log))
+    # Made here, at send time, so rows queued before this rule greet the same way.
+    context["greeting"] = customer_greeting(context.get("customer_name") or "")
     headers = {name: header_flat(value) for name, value in context.pop("headers", {}).items()}
     headers[IDEMPOTENCY_HEADER] = email_idempotency_key(log)
     text = render_to_string(f"emails/{log.kind}.txt", context)

@@ -109,7 +109,8 @@ AUTH_PASSWORD_VALIDATORS = [
 PASSWORD_RESET_TIMEOUT = 60 * 60  # one hour, DESIGN §5
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# Customer-facing times (emails, portal, receipts) are shown in this zone, with its name.
+TIME_ZONE = env.str("TIME_ZONE", default="America/Guatemala")
 USE_I18N = True
 USE_TZ = True
 
@@ -206,7 +207,7 @@ CELERY_TASK_TIME_LIMIT = 180
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TIMEZONE = TIME_ZONE
+CELERY_TIMEZONE = "UTC"  # schedules are written in UTC (webmagic/beat.py), whatever zone customers read
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -233,6 +234,11 @@ ADMINS = [("Staff", addr) for addr in env.list("ADMINS", default=[])]
 # Staff alerts are also POSTed here as JSON (Slack/Mattermost-style incoming webhook); a secret: never logged.
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
 COMPANY_POSTAL_ADDRESS = env.str("COMPANY_POSTAL_ADDRESS", default="WebMagic, 1 Example Street, Austin, TX 78701, USA")
+# How a buyer reaches a person: shown on the preview bar, the purchase page and the legal pages.
+SUPPORT_EMAIL = env.str("SUPPORT_EMAIL", default="help@webmagic.example")
+SUPPORT_PHONE = env.str("SUPPORT_PHONE", default="+502 2345 6789")
+# Digits only with country code (wa.me/<number>); empty hides the WhatsApp link.
+SUPPORT_WHATSAPP = "".join(ch for ch in env.str("SUPPORT_WHATSAPP", default="50223456789") if ch.isdigit())
 
 # --- Recurrente ------------------------------------------------------------------------------
 RECURRENTE_API_URL = env.str("RECURRENTE_API_URL", default="https://app.recurrente.com/api").rstrip("/")

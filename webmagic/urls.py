@@ -6,13 +6,16 @@ from customers import views as customer_views
 from sites import views as site_views
 from webhooks.admin_views import payments_health_view
 from webmagic import admin_views as webmagic_admin_views
-from webmagic import tracking, views
+from webmagic import legal, tracking, views
 
 urlpatterns = [
     path("", site_views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("livez/", views.livez, name="livez"),
     path("favicon.ico", views.favicon, name="favicon"),
+    path("terms/", legal.legal_page, {"page": "terms"}, name="terms"),
+    path("privacy/", legal.legal_page, {"page": "privacy"}, name="privacy"),
+    path("refunds/", legal.legal_page, {"page": "refunds"}, name="refunds"),
     path("admin/login/", customer_views.admin_login),  # rate-limited like the portal's login
     path("admin/funnel/", admin.site.admin_view(funnel_view), name="admin_funnel"),
     path("admin/payments-health/", admin.site.admin_view(payments_health_view), name="admin_payments_health"),

@@ -47,7 +47,7 @@ def test_an_owner_who_has_not_started_hosting_after_a_day_gets_one_nudge(django_
     buttons = re.findall(r'<a href="([^"]+)" style="display:inline-block', html)
     assert buttons == ["http://testserver/portal/sites/la-plumbing-pros/"]  # exactly one button: activate
     assert "Activate hosting" in html and "$95 a month" in html
-    assert "María &lt;b&gt;López&lt;/b&gt;" in html and "<b>López</b>" not in html  # a name is never markup
+    assert "Hi María," in html and "<b>López</b>" not in html  # greeted by first name, never as markup
     assert "http://testserver/portal/sites/la-plumbing-pros/" in message.body
 
 

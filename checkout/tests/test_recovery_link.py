@@ -97,7 +97,7 @@ def test_after_the_window_the_link_offers_the_full_price_with_a_note(client, pre
         response = client.get(recover_url(original))
     assert response.status_code == 200
     body = response.content.decode()
-    assert "offer ended on November 22, 2026, 10:00 AM UTC" in body
+    assert "offer ended on November 22, 2026, 4:00 AM CST" in body  # customers' local time, zone named
     assert "$495" in body and "$445.50" not in body
     assert 'action="/sites/la-plumbing-pros/purchase/"' in body  # the regular purchase form…
     assert 'value="María López"' in body and 'value="maria@example.com"' in body  # …already filled in

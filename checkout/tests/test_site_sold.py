@@ -209,7 +209,7 @@ def test_a_payment_after_the_sale_is_recorded_refunded_once_and_the_buyer_and_st
     [told] = mails_to(LATE, "sold just before your payment")
     html = told.alternatives[0][0]
     for text in (told.body, html):
-        assert "Ana Late" in text and "$495" in text and "pa_late" in text and "5 to 10 business days" in text
+        assert "Hi Ana," in text and "$495" in text and "pa_late" in text and "5 to 10 business days" in text
     assert len(mails_to(LATE, "Your refund")) == 1  # Recurrente answered succeeded: the confirmation too
     [alert] = mails_to(STAFF, "Refund started automatically")
     assert "pa_late" in alert.subject and RE_ID in alert.body and LATE in alert.body
