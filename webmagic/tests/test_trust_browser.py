@@ -10,6 +10,7 @@ import pytest
 from sites.models import Site
 from sites.services import site_version_publish
 from webmagic.tests.conftest import watched_page
+from webmagic.tests.test_accessibility_browser import AXE, AXE_RUN, FAILING_IMPACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,6 +22,7 @@ SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "hei
 def sized_page(request, chromium):
     phone = request.param == "phone"
     context = chromium.new_context(viewport=SIZES[request.param], is_mobile=phone, has_touch=phone)
+    context.add_init_script(path=str(AXE))
     page = watched_page(context)
     page.size_name = request.param
     yield page
@@ -32,6 +34,11 @@ def site(db):
     site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
     site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
     return site
+
+
+def axe_serious(page) -> list:
+    """axe-core's serious or critical violations on the page as it is now (the open panel included)."""
+    return [v for v in page.evaluate(AXE_RUN) if v["impact"] in FAILING_IMPACTS]
 
 
 def fits_the_width(page) -> bool:
@@ -63,6 +70,7 @@ def test_the_preview_bar_opens_what_is_included_who_we_are_and_a_person_to_reach
     assert panel.get_by_role("link", name="Refund policy").count() == 1
     assert fits_the_width(page)
     panel.evaluate("el => el.scrollTop = 0")
+    assert axe_serious(page) == []
     screenshot(page, f"trust-preview-details-{page.size_name}")
     # The panel is a native disclosure: a second tap closes it, and the site is still there.
     page.get_by_text("What's included").click()
@@ -78,6 +86,7 @@ def test_the_purchase_page_shows_the_site_the_offer_and_a_person_to_reach(sized_
     page.frame_locator(".site-thumb iframe").get_by_text("LA Plumbing Pros").first.wait_for()  # the site, rendered
     assert page.get_by_text("Hosting is optional: put it online for $95/month").is_visible()
     screenshot(page, f"trust-purchase-{page.size_name}")
+    assert axe_serious(page) == []
 
     contact = page.get_by_role("link", name=settings.SUPPORT_EMAIL).first
     contact.scroll_into_view_if_needed()
@@ -87,4 +96,5 @@ def test_the_purchase_page_shows_the_site_the_offer_and_a_person_to_reach(sized_
     page.wait_for_url(re.compile(r"/refunds/$"))
     assert page.get_by_role("heading", level=1, name="Refund policy").is_visible() and fits_the_width(page)
     screenshot(page, f"trust-refunds-{page.size_name}")
+    assert axe_serious(page) == []
     assert page.console_errors == []
