@@ -70,7 +70,7 @@ def test_staff_see_every_sent_email_newest_first(staff_client, folder, welcome):
     subjects = re.findall(r'<td class="sent-subject"><a href="[^"]+">([^<]+)</a>', body)
     assert subjects == ["Payment pa_1 has the wrong amount", "LA Plumbing Pros is yours — set your password", "Older one"]
     assert "maria.lopez@example.com" in body and "alerts@webmagic.test" in body
-    assert "2020-01-01 09:00:00" in body
+    assert "2020-01-01 03:00:00 CST" in body  # in TIME_ZONE, the zone named
     assert f'href="{LIST_URL}{welcome.id}/"' in body
 
 
@@ -115,7 +115,7 @@ def test_staff_see_an_email_as_the_customer_does_in_a_sandboxed_frame(staff_clie
     # The page itself keeps the project's strict CSP: no inline style, framing only our own pages.
     assert "frame-src 'self'" in page["Content-Security-Policy"] and " style=" not in body
     # The headers, and the plain-text part with its set-password link.
-    assert "María López &lt;maria.lopez@example.com&gt;" in body and "2026-03-01 12:00:00" in body
+    assert "María López &lt;maria.lopez@example.com&gt;" in body and "2026-03-01 06:00:00 CST" in body
     assert f"Set your password: {SET_PASSWORD_URL}" in body
 
 
