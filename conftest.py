@@ -1,5 +1,31 @@
+import threading
+
 import pytest
+from celery import _state as celery_state
+from celery import result as celery_result
 from django.conf import settings
+
+
+def _keep_celerys_join_guard_per_thread() -> None:
+    """An eager task marks "a task is running here: result.get() would deadlock" in one
+    process-wide variable while it runs. In tests the live server's thread runs eager tasks (a
+    browser polling the success page) while the test's own thread may call .get() on another
+    task's result, which then fails at random. In production the mark belongs to one worker
+    process; here it is kept per thread, which is what it means."""
+    flag = threading.local()
+
+    def set_blocks(blocks: bool) -> None:
+        flag.blocks = blocks
+
+    def blocks() -> bool:
+        return getattr(flag, "blocks", False)
+
+    for module in (celery_state, celery_result):
+        module._set_task_join_will_block = set_blocks
+        module.task_join_will_block = blocks
+
+
+_keep_celerys_join_guard_per_thread()
 
 
 def on_postgres() -> bool:

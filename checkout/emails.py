@@ -61,7 +61,8 @@ def receipt_discount(*, session: CheckoutSession, payment: Payment) -> dict:
     nothing otherwise. The price before it is the abandoned checkout's (what they were offered)."""
     if not session.discount_percent:
         return {}
-    before = session.recovered_from.amount if session.recovered_from_id else session.site.purchase_amount
+    original = session.recovered_from
+    before = original.amount if original is not None else session.site.purchase_amount
     return {
         "original_price": format_money(before, payment.currency),
         "discount": format_money(before - payment.amount, payment.currency),

@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.urls import reverse, reverse_lazy
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -103,7 +103,7 @@ class LoginView(auth_views.LoginView):
 
 login_view = LoginView.as_view()
 class LogoutView(auth_views.LogoutView):
-    next_page = reverse_lazy("customers:login")
+    next_page = "customers:login"  # a URL name: LogoutView resolves it
 
     def post(self, request, *args, **kwargs):
         response = super().post(request, *args, **kwargs)

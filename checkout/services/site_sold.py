@@ -17,6 +17,7 @@
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -68,11 +69,25 @@ def site_sold_refund_arrange(*, site: Site, session: CheckoutSession, payment: P
     transaction.on_commit(lambda: _refund_task_enqueue(payment_id=payment_id))
 
 
-def _refund_task_enqueue(*, payment_id: int) -> None:
-    from checkout.tasks import refund_site_sold_payment
+class _Task(Protocol):
+    def delay(self, *args: Any) -> Any: ...
 
+
+# The Celery task is in checkout/tasks.py, which imports the services (services never import
+# tasks: no import circle): CheckoutConfig.ready() hands it in.
+_refund_task: _Task | None = None
+
+
+def refund_task_register(task: _Task) -> None:
+    global _refund_task
+    _refund_task = task
+
+
+def _refund_task_enqueue(*, payment_id: int) -> None:
     try:
-        refund_site_sold_payment.delay(payment_id)
+        if _refund_task is None:
+            raise RuntimeError("the automatic refund task is not registered (CheckoutConfig.ready)")
+        _refund_task.delay(payment_id)
     except Exception as exc:  # the broker is down: a person has to start it
         logger.exception("payment %s: the automatic refund could not be queued", payment_id)
         site_sold_refund_give_up(payment_id=payment_id, detail=f"it could not be queued ({type(exc).__name__})")
