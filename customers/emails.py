@@ -27,12 +27,15 @@ logger = logging.getLogger(__name__)
 # --- Queueing ------------------------------------------------------------------------------------
 
 def welcome_email_queue(
-    *, user: CustomerUser, site_name: str = "", site_url: str = "", resent_by_staff: bool = False,
-    dedupe_key: str | None = None, checkout_session=None,
+    *, user: CustomerUser, site_name: str = "", site_url: str = "", hosting_price: str = "",
+    resent_by_staff: bool = False, dedupe_key: str | None = None, checkout_session=None,
 ) -> EmailLog | None:
-    """Queue the welcome email: after a purchase (naming the site bought), or a new
-    set-your-password link staff resend. Its link is made when it is sent (welcome_context)."""
-    context: dict[str, str | bool] = {"site_name": site_name, "site_url": site_url} if site_name else {}
+    """Queue the welcome email: after a purchase (naming the site bought and its hosting price),
+    or a new set-your-password link staff resend. Its link is made when it is sent
+    (welcome_context). Rows queued without `hosting_price` say the standard $95."""
+    context: dict[str, str | bool] = (
+        {"site_name": site_name, "site_url": site_url, "hosting_price": hosting_price} if site_name else {}
+    )
     if resent_by_staff:
         context["resent_by_staff"] = True
     return email_queue(

@@ -22,7 +22,7 @@ from customers.services import customer_get_or_create_for_purchase
 from sites.models import Site
 from sites.services import site_sell
 from webmagic.emails import email_alert_staff
-from webmagic.money import format_money, from_cents, to_cents
+from webmagic.money import format_money, format_usd, from_cents, to_cents
 
 from . import site_sold
 
@@ -132,6 +132,7 @@ def _purchase_emails_queue(*, site: Site, session: CheckoutSession, payment: Pay
         # Once per account; a later purchase gets its receipt, and password reset covers the rest.
         customer_emails.welcome_email_queue(
             user=user, site_name=site.business_name, site_url=emails.site_page_url(site),
+            hosting_price=format_usd(site.monthly_amount),
             dedupe_key=f"welcome:user:{user.pk}", checkout_session=session,
         )
     emails.receipt_email_queue(site=site, session=session, payment=payment, user=user)

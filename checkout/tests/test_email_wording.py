@@ -76,3 +76,18 @@ def test_the_refund_email_names_what_was_refunded(kind, item):
     log = emails.refund_email_queue(payment=payment, refund=refund, to_email="maria@example.com", amount="$495")
     text, _html = bodies(log)
     assert f"Item:             {item.format(payment.site.business_name)}\n" in text
+
+
+def test_the_welcome_email_names_the_sites_own_hosting_price():
+    from customers import emails as customer_emails
+
+    buyer = CustomerFactory(full_name="María López")
+    log = customer_emails.welcome_email_queue(
+        user=buyer, site_name="Casa", site_url="https://x/sites/casa/", hosting_price="$120",
+    )
+    text, html = bodies(log)
+    assert "Activate hosting ($120/month)" in text and "Activate hosting ($120/month)" in html
+    # A row queued before the price was passed says the standard price, as it always did.
+    log.context.pop("hosting_price")
+    text, _html = bodies(log)
+    assert "Activate hosting ($95/month)" in text
