@@ -72,6 +72,14 @@ def customer_password_set_from_link(*, user: CustomerUser, password: str) -> Cus
     """Set the password chosen through an emailed link. The link reached this inbox, so the
     address is verified too. Changing the password hash spends the link."""
     user = CustomerUser.objects.select_for_update().get(pk=user.pk)
+    _first_password_save(user=user, password=password)
+    logger.info("customer %s set a password from an emailed link", user.pk)
+    return user
+
+
+def _first_password_save(*, user: CustomerUser, password: str) -> None:
+    """The password, and the address verified with it (the caller proved the inbox or the
+    purchase); the row is locked by the caller."""
     user.set_password(password)
     fields = ["password", "updated_at"]
     if not user.email_verified:
@@ -79,8 +87,6 @@ def customer_password_set_from_link(*, user: CustomerUser, password: str) -> Cus
         user.email_verified_at = timezone.now()
         fields += ["email_verified", "email_verified_at"]
     user.save(update_fields=fields)
-    logger.info("customer %s set a password from an emailed link", user.pk)
-    return user
 
 
 class PasswordAlreadySet(Exception):
@@ -100,13 +106,7 @@ def customer_password_set_after_purchase(*, user: CustomerUser, password: str) -
     user = CustomerUser.objects.select_for_update().get(pk=user.pk)
     if user.has_usable_password():
         raise PasswordAlreadySet(user.pk)
-    user.set_password(password)
-    fields = ["password", "updated_at"]
-    if not user.email_verified:
-        user.email_verified = True
-        user.email_verified_at = timezone.now()
-        fields += ["email_verified", "email_verified_at"]
-    user.save(update_fields=fields)
+    _first_password_save(user=user, password=password)
     logger.info("customer %s set a password from the success page", user.pk)
     return user
 

@@ -51,3 +51,51 @@ def screenshot():
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
     return take
+
+
+DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo_sites" / "la-plumbing-pros.html"
+
+
+@pytest.fixture
+def site(db):
+    """A preview site with the demo plumber's generated page, for the browser journeys."""
+    from sites.models import Site
+    from sites.services import site_version_publish
+
+    site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
+    site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
+    return site
+
+
+@pytest.fixture
+def held_deliveries(monkeypatch, settings, live_server):
+    """Point SITE_URL at the live server and hold the sandbox's deliveries until `release()`."""
+    from checkout import sandbox
+
+    settings.SITE_URL = live_server.url
+    settings.RECURRENTE_SANDBOX = True
+    held = []
+    monkeypatch.setattr(sandbox, "sandbox_send_later", lambda **kwargs: held.append(kwargs))
+
+    def release():
+        statuses = [sandbox.sandbox_deliver_now(**kwargs) for kwargs in held]
+        held.clear()
+        return statuses
+
+    return release
+
+
+AXE = Path(__file__).resolve().parent / "axe" / "axe.min.js"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(params=sorted(SIZES))
+def sized_page(request, chromium):
+    """A watched page at each of the two widths we judge pages at, with axe-core loaded."""
+    phone = request.param == "phone"
+    context = chromium.new_context(viewport=SIZES[request.param], is_mobile=phone, has_touch=phone)
+    context.add_init_script(path=str(AXE))
+    page = watched_page(context)
+    page.size_name = request.param
+    yield page
+    context.close()

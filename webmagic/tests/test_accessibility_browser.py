@@ -12,24 +12,19 @@ pages are tested with their real CSP on. The site inside the preview's sandboxed
 customer's generated page, not ours: axe does not descend into frames."""
 
 import re
-from pathlib import Path
 
 import pytest
 from django.core import mail
 
-from checkout import sandbox
 from customers.emails import password_reset_path, set_password_path
 from customers.models import CustomerUser
 from sites import services as site_services
 from sites.models import Site
-from sites.services import site_version_publish
 
-from .conftest import watched_page
+from .conftest import AXE, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-AXE = Path(__file__).resolve().parent / "axe" / "axe.min.js"
-DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo_sites" / "la-plumbing-pros.html"
 EMAIL = "maria.lopez@example.com"
 PASSWORD = "a-long and memorable passphrase 42"
 FAILING_IMPACTS = {"serious", "critical"}
@@ -42,28 +37,6 @@ AXE_RUN = """() => axe.run(document, {iframes: false, resultTypes: ["violations"
     id: v.id, impact: v.impact, help: v.help,
     targets: v.nodes.slice(0, 5).map(n => n.target.join(" ")),
 })))"""
-
-
-@pytest.fixture
-def site(db):
-    site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
-    site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
-    return site
-
-
-@pytest.fixture
-def held_deliveries(monkeypatch, settings, live_server):
-    settings.SITE_URL = live_server.url
-    settings.RECURRENTE_SANDBOX = True
-    held = []
-    monkeypatch.setattr(sandbox, "sandbox_send_later", lambda **kwargs: held.append(kwargs))
-
-    def release():
-        statuses = [sandbox.sandbox_deliver_now(**kwargs) for kwargs in held]
-        held.clear()
-        return statuses
-
-    return release
 
 
 class Audit:

@@ -5,43 +5,16 @@ sent by the test over real HTTP when it chooses, so the success page can be seen
 
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core import mail
 
-from checkout import sandbox
 from sites.models import Site
-from sites.services import site_version_publish
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo_sites" / "la-plumbing-pros.html"
 EMAIL = "maria.lopez@example.com"
 PASSWORD = "a-long and memorable passphrase 42"
-
-
-@pytest.fixture
-def site(db):
-    site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
-    site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
-    return site
-
-
-@pytest.fixture
-def held_deliveries(monkeypatch, settings, live_server):
-    """Point SITE_URL at the live server and hold the sandbox's deliveries until `release()`."""
-    settings.SITE_URL = live_server.url
-    settings.RECURRENTE_SANDBOX = True
-    held = []
-    monkeypatch.setattr(sandbox, "sandbox_send_later", lambda **kwargs: held.append(kwargs))
-
-    def release():
-        statuses = [sandbox.sandbox_deliver_now(**kwargs) for kwargs in held]
-        held.clear()
-        return statuses
-
-    return release
 
 
 def link_in(message, pattern):

@@ -9,25 +9,10 @@ import pytest
 from django.core import mail
 
 from customers.models import CustomerUser
-from webmagic.tests.conftest import watched_page
-from webmagic.tests.test_accessibility_browser import AXE, AXE_RUN, FAILING_IMPACTS
-from webmagic.tests.test_browser_journeys import EMAIL, PASSWORD, held_deliveries, site  # noqa: F401 (fixtures)
+from webmagic.tests.test_accessibility_browser import AXE_RUN, FAILING_IMPACTS
+from webmagic.tests.test_browser_journeys import EMAIL, PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(params=list(SIZES))
-def sized_page(request, chromium):
-    phone = request.param == "phone"
-    context = chromium.new_context(viewport=SIZES[request.param], is_mobile=phone, has_touch=phone)
-    context.add_init_script(path=str(AXE))
-    page = watched_page(context)
-    page.size_name = request.param
-    yield page
-    context.close()
-
 
 def script_errors(page):
     """Our scripts' failures and CSP refusals (the 400 of a refused form, or the sandboxed site

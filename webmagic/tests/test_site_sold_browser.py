@@ -6,7 +6,6 @@ sold and that nothing more is needed, then (once the payment is recorded) that t
 started. The refund is requested from the sandbox, the buyer is emailed, staff are alerted."""
 
 import re
-from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -15,39 +14,14 @@ from checkout import sandbox
 from checkout.models import CheckoutSession, Payment, Refund, SandboxCheckout
 from checkout.services.purchase import RequestContext, purchase_start
 from sites.models import Site
-from sites.services import site_version_publish
 
 from .conftest import watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo_sites" / "la-plumbing-pros.html"
 FIRST = "maria.lopez@example.com"
 SECOND = "ana.late@example.com"
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture
-def site(db):
-    site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
-    site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
-    return site
-
-
-@pytest.fixture
-def held_deliveries(monkeypatch, settings, live_server):
-    """Point SITE_URL at the live server and hold the sandbox's webhook deliveries until `release()`."""
-    settings.SITE_URL = live_server.url
-    settings.RECURRENTE_SANDBOX = True
-    held = []
-    monkeypatch.setattr(sandbox, "sandbox_send_later", lambda **kwargs: held.append(kwargs))
-
-    def release():
-        statuses = [sandbox.sandbox_deliver_now(**kwargs) for kwargs in held]
-        held.clear()
-        return statuses
-
-    return release
 
 
 @pytest.fixture(params=sorted(VIEWPORTS))

@@ -3,38 +3,12 @@ bar's "What's included" panel, the purchase page with its thumbnail and contacts
 Screenshots land in test-artifacts/screenshots/trust-*.png."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-from sites.models import Site
-from sites.services import site_version_publish
-from webmagic.tests.conftest import watched_page
-from webmagic.tests.test_accessibility_browser import AXE, AXE_RUN, FAILING_IMPACTS
+from webmagic.tests.test_accessibility_browser import AXE_RUN, FAILING_IMPACTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-DEMO = Path(__file__).resolve().parents[2] / "sites" / "demo_sites" / "la-plumbing-pros.html"
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(params=sorted(SIZES))
-def sized_page(request, chromium):
-    phone = request.param == "phone"
-    context = chromium.new_context(viewport=SIZES[request.param], is_mobile=phone, has_touch=phone)
-    context.add_init_script(path=str(AXE))
-    page = watched_page(context)
-    page.size_name = request.param
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def site(db):
-    site = Site.objects.create(slug="la-plumbing-pros", business_name="LA Plumbing Pros", business_type="Plumber")
-    site_version_publish(site=site, html=DEMO.read_text(encoding="utf-8"))
-    return site
-
 
 def axe_serious(page) -> list:
     """axe-core's serious or critical violations on the page as it is now (the open panel included)."""
