@@ -108,3 +108,18 @@ def beat_schedule(db):
             if isinstance(operation, RunPython):
                 operation.code(apps, connection.schema_editor())
     return PeriodicTask.objects
+
+
+@pytest.fixture
+def deliver(client, django_capture_on_commit_callbacks):
+    """Post a signed Recurrente delivery to our endpoint and run what it enqueues (processing,
+    then emails) as a worker would. Shared by the webhooks and checkout tests."""
+    from webhooks.tests.helpers import post_event
+
+    def _deliver(payload, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_event(client, payload, **kwargs)
+        assert response.status_code == 200, response.content
+        return response
+
+    return _deliver

@@ -34,19 +34,6 @@ STAFF = "alerts@webmagic.test"  # ADMINS in pytest.ini
 RE_ID = "re_3jfrywsf"  # the refund fixture's id
 
 
-@pytest.fixture
-def deliver(client, django_capture_on_commit_callbacks):
-    """A signed webhook delivery, and what it enqueues run as a worker would (eager Celery)."""
-
-    def _deliver(payload, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post_event(client, payload, **kwargs)
-        assert response.status_code == 200, response.content
-        return response
-
-    return _deliver
-
-
 def refund_posts(mock) -> list[dict]:
     return [json.loads(c.request.body) for c in mock.calls if c.request.method == "POST" and c.request.url.endswith("/refunds")]
 

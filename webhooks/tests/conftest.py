@@ -11,18 +11,6 @@ def purchase_session(db):
     return CheckoutSessionFactory(site=site, customer_name="María López", customer_email="maria.lopez@example.com")
 
 
-@pytest.fixture
-def deliver(client, django_capture_on_commit_callbacks):
-    """Post a signed delivery and run what it enqueues (processing, then emails) as a worker would."""
-    from .helpers import post_event
-
-    def _deliver(payload, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = post_event(client, payload, **kwargs)
-        assert response.status_code == 200, response.content
-        return response
-
-    return _deliver
 
 
 @pytest.fixture
